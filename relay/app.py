@@ -1,0 +1,69 @@
+"""make_app(settings): the aiohttp application with its store, client session and worker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from relay import callbacks, config, history, httpkit, intake
+from relay.appkeys import SESSION, SETTINGS, STORE, WORKER
+from relay.store import open_store
+from relay.worker import Worker
+
+
+def make_app(settings: config.Settings) -> web.Application:
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[httpkit.error_middleware(settings.server.max_body_bytes)],
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_store)
+    app.cleanup_ctx.append(_session)
+    app.cleanup_ctx.append(_worker)
+    app.on_shutdown.append(_stop_worker)
+    app.router.add_post("/hooks/{chain}/{token}", intake.hook_with_token)
+    app.router.add_post("/hooks/{chain}", intake.hook_with_header)
+    app.router.add_post("/callbacks/{token}", callbacks.receive)
+    app.router.add_get("/history", history.listing)
+    app.router.add_get("/history/{id}", history.show)
+    app.router.add_post("/history/{id}/redeliver", history.redeliver)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return httpkit.respond({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    await request.app[STORE].ping()
+    return httpkit.respond({"status": "ready"})
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    store = await open_store(app[SETTINGS].store.url)
+    app[STORE] = store
+    yield
+    await store.close()
+
+
+async def _session(app: web.Application) -> AsyncIterator[None]:
+    connector = aiohttp.TCPConnector(limit=app[SETTINGS].delivery.max_connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        app[SESSION] = session
+        yield
+
+
+async def _worker(app: web.Application) -> AsyncIterator[None]:
+    worker = Worker(app[SETTINGS], app[STORE], app[SESSION])
+    app[WORKER] = worker
+    await worker.start(sole_process=app[STORE].dialect == "sqlite")
+    yield
+    await worker.stop(grace=0)
+
+
+async def _stop_worker(app: web.Application) -> None:
+    await app[WORKER].stop(grace=app[SETTINGS].server.shutdown_grace)

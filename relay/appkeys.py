@@ -1,0 +1,19 @@
+"""Typed keys of the aiohttp application: what handlers may take from `request.app`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+
+from relay import config
+from relay.store import Store
+
+if TYPE_CHECKING:
+    from relay.worker import Worker
+
+SETTINGS = web.AppKey("settings", config.Settings)
+STORE = web.AppKey("store", Store)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+WORKER: web.AppKey[Worker] = web.AppKey("worker")

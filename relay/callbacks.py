@@ -1,0 +1,35 @@
+"""POST /callbacks/{token}: a target's verdict on its step; validate -> decide -> apply."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from relay import errors, httpkit, logs, models, schemas, worker
+from relay.appkeys import SETTINGS, STORE
+from relay.store import deliveries
+
+
+async def receive(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    body = await httpkit.read_body(request, settings.server.max_body_bytes)
+    document = httpkit.parse_object(body, settings.server.max_json_depth)
+    details = schemas.validate("callback", document)
+    if details:
+        raise errors.HTTPError(422, "the callback is not valid", details)
+    verdict = deliveries.Callback(
+        state=models.CallbackState(document["state"]),
+        description=document.get("description"),
+        context=document.get("context"),
+        target_url=document.get("target_url"),
+    )
+    token = request.match_info["token"]
+    applied = await request.app[STORE].write(
+        lambda tx: deliveries.callback(tx, settings, token, verdict, time.time()))
+    logs.get().info("callback", delivery=applied.delivery_id, chain=applied.chain,
+                    step=applied.idx, target=applied.name, state=verdict.state,
+                    description=verdict.description)
+    worker.report(applied)
+    return httpkit.respond({"delivery": applied.delivery_id, "step": applied.idx,
+                            "state": verdict.state})

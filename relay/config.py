@@ -1,0 +1,391 @@
+"""relay.toml -> frozen Settings; every problem is a ConfigError that names its key."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from relay import errors, signing
+
+MIN_TOKEN_LENGTH = 16
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How one outbound POST is timed and retried."""
+
+    timeout: float = 10.0
+    attempts: int = 5
+    callback_timeout: float = 3600.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 300.0
+    retry_after_max: float = 3600.0
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    admin_token: str = ""
+    max_body_bytes: int = 1024 * 1024
+    max_json_depth: int = 64
+    read_timeout: float = 30.0
+    shutdown_grace: float = 10.0
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str = "sqlite:///data/relay.db"
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    policy: Policy = Policy()
+    max_connections: int = 100
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    allowed_hosts: tuple[str, ...] = ("registry.hub.docker.com", "hub.docker.com")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    url: str
+    policy: Policy
+    await_callback: bool = True
+    secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Chain:
+    name: str
+    token: str
+    targets: tuple[Target, ...]
+    repositories: tuple[str, ...] = ()
+    concurrency: int = 1
+    webhook: str | None = None
+    environment: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = ServerSettings()
+    store: StoreSettings = StoreSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    upstream: UpstreamSettings = UpstreamSettings()
+    chains: tuple[Chain, ...] = ()
+    secrets: frozenset[str] = field(default=frozenset(), repr=False)
+    """Every secret value in the file, so that logging can redact them wherever they appear."""
+
+    def chain(self, name: str) -> Chain | None:
+        for chain in self.chains:
+            if chain.name == name:
+                return chain
+        return None
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claimed send stays with one process: its longest attempt plus slack."""
+        timeouts = [self.delivery.policy.timeout]
+        timeouts += [t.policy.timeout for c in self.chains for t in c.targets]
+        return max(timeouts) + 30.0
+
+
+def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and check a relay.toml; raise ConfigError naming the key (and line) at fault."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise errors.ConfigError(f"{source}: cannot read: {exc.strerror}") from exc
+    return parse(text, environ, origin=str(source))
+
+
+def parse(text: str, environ: Mapping[str, str] | None = None, origin: str = "config") -> Settings:
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # The message carries "(at line N, column M)".
+        raise errors.ConfigError(f"{origin}: TOML syntax error: {exc}") from exc
+    reader = _Reader(os.environ if environ is None else environ)
+    try:
+        return reader.settings(document)
+    except errors.ConfigError as exc:
+        raise errors.ConfigError(f"{origin}: {exc}") from None
+
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Walks the TOML document, checking each key and remembering secret values."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.secrets: set[str] = set()
+
+    def settings(self, doc: dict[str, Any]) -> Settings:
+        self._only(doc, "", {"server", "store", "delivery", "upstream", "chain"})
+        server = self.server(self._table(doc, "server"))
+        store = StoreSettings(url=self._string(self._table(doc, "store"), "store.url",
+                                               "url", StoreSettings.url))
+        delivery_table = self._table(doc, "delivery")
+        self._only(delivery_table, "delivery", {*_POLICY_KEYS, "max_connections"})
+        policy = self.policy(delivery_table, "delivery", Policy())
+        delivery = DeliverySettings(
+            policy=policy,
+            max_connections=self._int(delivery_table, "delivery.max_connections",
+                                      "max_connections", 100, minimum=1),
+        )
+        upstream_table = self._table(doc, "upstream")
+        self._only(upstream_table, "upstream", {"allowed_hosts"})
+        upstream = UpstreamSettings(allowed_hosts=tuple(
+            host.lower() for host in self._strings(
+                upstream_table, "upstream.allowed_hosts", "allowed_hosts",
+                UpstreamSettings.allowed_hosts)))
+        chain_tables = doc.get("chain", [])
+        if not isinstance(chain_tables, list):
+            raise errors.ConfigError("chain: must be an array of tables ([[chain]])")
+        chains = tuple(self.chain(table, f"chain[{i}]", policy)
+                       for i, table in enumerate(chain_tables))
+        _unique([c.name for c in chains], "chain", "name")
+        return Settings(server=server, store=store, delivery=delivery, upstream=upstream,
+                        chains=chains, secrets=frozenset(self.secrets))
+
+    def server(self, table: dict[str, Any]) -> ServerSettings:
+        self._only(table, "server", {"host", "port", "public_url", "admin_token",
+                                     "max_body_bytes", "max_json_depth", "read_timeout",
+                                     "shutdown_grace"})
+        default = ServerSettings()
+        host = self._string(table, "server.host", "host", default.host)
+        port = self._int(table, "server.port", "port", default.port, minimum=0, maximum=65535)
+        public_url = self._url(table, "server.public_url", "public_url",
+                               f"http://{host}:{port}").rstrip("/")
+        admin_token = self._token(table, "server.admin_token", "admin_token")
+        return ServerSettings(
+            host=host,
+            port=port,
+            public_url=public_url,
+            admin_token=admin_token,
+            max_body_bytes=self._int(table, "server.max_body_bytes", "max_body_bytes",
+                                     default.max_body_bytes, minimum=1024),
+            max_json_depth=self._int(table, "server.max_json_depth", "max_json_depth",
+                                     default.max_json_depth, minimum=4),
+            read_timeout=self._duration(table, "server.read_timeout", "read_timeout",
+                                        default.read_timeout),
+            shutdown_grace=self._duration(table, "server.shutdown_grace", "shutdown_grace",
+                                          default.shutdown_grace),
+        )
+
+    def policy(self, table: dict[str, Any], where: str, base: Policy) -> Policy:
+        return Policy(
+            timeout=self._duration(table, f"{where}.timeout", "timeout", base.timeout),
+            attempts=self._int(table, f"{where}.attempts", "attempts", base.attempts,
+                               minimum=1, maximum=100),
+            callback_timeout=self._duration(table, f"{where}.callback_timeout",
+                                            "callback_timeout", base.callback_timeout),
+            backoff_initial=self._duration(table, f"{where}.backoff_initial",
+                                           "backoff_initial", base.backoff_initial),
+            backoff_max=self._duration(table, f"{where}.backoff_max", "backoff_max",
+                                       base.backoff_max),
+            retry_after_max=self._duration(table, f"{where}.retry_after_max",
+                                           "retry_after_max", base.retry_after_max),
+        )
+
+    def chain(self, table: Any, where: str, policy: Policy) -> Chain:
+        if not isinstance(table, dict):
+            raise errors.ConfigError(f"{where}: must be a table")
+        self._only(table, where, {"name", "token", "repositories", "concurrency", "target",
+                                  "webhook", "environment"})
+        name = self._name(table, f"{where}.name")
+        target_tables = table.get("target", [])
+        if not isinstance(target_tables, list) or not target_tables:
+            raise errors.ConfigError(f"{where}.target: chain {name!r} needs at least one "
+                                     "[[chain.target]]")
+        targets = tuple(self.target(t, f"{where}.target[{i}]", policy)
+                        for i, t in enumerate(target_tables))
+        _unique([t.name for t in targets], f"{where}.target", "name")
+        webhook = table.get("webhook")
+        return Chain(
+            name=name,
+            token=self._token(table, f"{where}.token", "token"),
+            targets=targets,
+            repositories=self._strings(table, f"{where}.repositories", "repositories", ()),
+            concurrency=self._int(table, f"{where}.concurrency", "concurrency", 1,
+                                  minimum=1, maximum=1000),
+            webhook=None if webhook is None else self._url(table, f"{where}.webhook",
+                                                           "webhook", ""),
+            environment=self._string(table, f"{where}.environment", "environment", ""),
+        )
+
+    def target(self, table: Any, where: str, policy: Policy) -> Target:
+        if not isinstance(table, dict):
+            raise errors.ConfigError(f"{where}: must be a table")
+        self._only(table, where, {"name", "url", "await_callback", "secret", *_POLICY_KEYS})
+        secrets = self._strings(table, f"{where}.secret", "secret", (), secret=True)
+        for secret in secrets:
+            try:
+                signing.decode_secret(secret)
+            except ValueError as exc:
+                raise errors.ConfigError(f"{where}.secret: {exc}") from None
+        return Target(
+            name=self._name(table, f"{where}.name"),
+            url=self._url(table, f"{where}.url", "url", ""),
+            policy=self.policy(table, where, policy),
+            await_callback=self._bool(table, f"{where}.await_callback", "await_callback", True),
+            secrets=secrets,
+        )
+
+    # -- scalar readers -------------------------------------------------------------
+
+    def _table(self, doc: dict[str, Any], key: str) -> dict[str, Any]:
+        value = doc.get(key, {})
+        if not isinstance(value, dict):
+            raise errors.ConfigError(f"{key}: must be a table ([{key}])")
+        return value
+
+    def _only(self, table: dict[str, Any], where: str, allowed: set[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                path = f"{where}.{key}" if where else key
+                raise errors.ConfigError(f"{path}: unknown key")
+
+    def _get(self, table: dict[str, Any], key: str, kind: type[T], kind_name: str,
+             path: str, default: T, secret: bool = False) -> T:
+        value = table.get(key, default)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            shown = type(value).__name__ if secret else _show(value)
+            raise errors.ConfigError(f"{path}: must be {kind_name}, got {shown}")
+        return value
+
+    def _expand(self, value: str, path: str, secret: bool) -> str:
+        def substitute(match: re.Match[str]) -> str:
+            variable = match.group(1)
+            if variable not in self.environ:
+                raise errors.ConfigError(
+                    f"{path}: environment variable {variable} is not set")
+            expanded = self.environ[variable]
+            if expanded:
+                self.secrets.add(expanded)
+            return expanded
+
+        expanded = _ENV_REFERENCE.sub(substitute, value)
+        if secret and expanded:
+            self.secrets.add(expanded)
+        return expanded
+
+    def _string(self, table: dict[str, Any], path: str, key: str, default: str,
+                secret: bool = False) -> str:
+        value = self._get(table, key, str, "a string", path, default, secret)
+        return self._expand(value, path, secret)
+
+    def _strings(self, table: dict[str, Any], path: str, key: str, default: tuple[str, ...],
+                 secret: bool = False) -> tuple[str, ...]:
+        value = table.get(key, default)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            shown = type(value).__name__ if secret else _show(value)
+            raise errors.ConfigError(f"{path}: must be a string or a list of strings, "
+                                     f"got {shown}")
+        return tuple(self._expand(v, path, secret) for v in value)
+
+    def _int(self, table: dict[str, Any], path: str, key: str, default: int,
+             minimum: int | None = None, maximum: int | None = None) -> int:
+        value = self._get(table, key, int, "an integer", path, default)
+        if minimum is not None and value < minimum:
+            raise errors.ConfigError(f"{path}: must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise errors.ConfigError(f"{path}: must be at most {maximum}, got {value}")
+        return value
+
+    def _bool(self, table: dict[str, Any], path: str, key: str, default: bool) -> bool:
+        return self._get(table, key, bool, "true or false", path, default)
+
+    def _duration(self, table: dict[str, Any], path: str, key: str, default: float) -> float:
+        value = table.get(key, default)
+        seconds = parse_duration(value)
+        if seconds is None or seconds <= 0:
+            raise errors.ConfigError(f"{path}: must be a positive number of seconds or a "
+                                     f"duration like \"10s\", \"5m\", got {_show(value)}")
+        return seconds
+
+    def _name(self, table: dict[str, Any], path: str) -> str:
+        if "name" not in table:
+            raise errors.ConfigError(f"{path}: is required")
+        name = self._get(table, "name", str, "a string", path, "")
+        if not _NAME.match(name):
+            raise errors.ConfigError(f"{path}: {name!r} must be 1-64 letters, digits, "
+                                     "'.', '_' or '-'")
+        return name
+
+    def _token(self, table: dict[str, Any], path: str, key: str) -> str:
+        if key not in table:
+            raise errors.ConfigError(f"{path}: is required")
+        token = self._string(table, path, key, "", secret=True)
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise errors.ConfigError(f"{path}: must be at least {MIN_TOKEN_LENGTH} characters "
+                                     f"long (it has {len(token)})")
+        if token.strip() != token or any(c in token for c in "/?#"):
+            raise errors.ConfigError(f"{path}: must not contain spaces, '/', '?' or '#'")
+        return token
+
+    def _url(self, table: dict[str, Any], path: str, key: str, default: str) -> str:
+        if key not in table and not default:
+            raise errors.ConfigError(f"{path}: is required")
+        url = self._string(table, path, key, default)
+        if not is_http_url(url):
+            raise errors.ConfigError(f"{path}: must be an absolute http(s) URL, "
+                                     f"got {url!r}")
+        return url
+
+
+_POLICY_KEYS = {"timeout", "attempts", "callback_timeout", "backoff_initial", "backoff_max",
+                "retry_after_max"}
+
+
+def parse_duration(value: object) -> float | None:
+    """Seconds from a number or a string such as "250ms", "10s", "5m", "1h"."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    return None
+
+
+def is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _unique(names: list[str], path: str, key: str) -> None:
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        if name in seen:
+            raise errors.ConfigError(f"{path}[{index}].{key}: {name!r} is used twice")
+        seen.add(name)
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+

@@ -1,0 +1,59 @@
+"""The exception tree of relay.
+
+RelayError
+├── ConfigError        relay.toml is unusable; names the key (and line)
+├── HTTPError          answered to an HTTP client as DESIGN §4 JSON
+│                      (status, one-sentence message, details, extra headers)
+└── StoreError         the database failed; the driver's exception is the __cause__
+
+Delivery problems (refused connections, timeouts, bad statuses) are not exceptions:
+`delivery.send` turns them into an `Answer` value that the chain engine decides on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+class RelayError(Exception):
+    """Base of every error relay raises on purpose."""
+
+
+class ConfigError(RelayError):
+    """The configuration cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Detail:
+    """One violation: a JSON pointer into the document and what is wrong there."""
+
+    path: str
+    message: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"path": self.path, "message": self.message}
+
+
+class HTTPError(RelayError):
+    """An answer other than success, rendered as `{"error": ..., "details": [...]}`."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        details: Sequence[Detail] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details = tuple(details)
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, object]:
+        return {"error": self.message, "details": [d.as_json() for d in self.details]}
+
+
+class StoreError(RelayError):
+    """The store could not do what was asked; the driver error is kept as __cause__."""

@@ -1,0 +1,87 @@
+"""GET /history, GET /history/{id}, POST /history/{id}/redeliver (admin token)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+
+from aiohttp import web
+
+from relay import errors, httpkit, intake, logs
+from relay.appkeys import SETTINGS, STORE
+from relay.models import DeliveryState
+from relay.store import deliveries
+from relay.store import history as reads
+
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+_ID = re.compile(r"^[0-9a-z]{26}$")
+
+
+async def listing(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    httpkit.require_admin(request, settings.server.admin_token)
+    query = parse_query(request)
+    items, last = await request.app[STORE].read(lambda tx: reads.page(tx, query))
+    return httpkit.respond({"items": items, "next_cursor": encode_cursor(last)})
+
+
+async def show(request: web.Request) -> web.Response:
+    httpkit.require_admin(request, request.app[SETTINGS].server.admin_token)
+    delivery_id = request.match_info["id"]
+    found = await request.app[STORE].read(lambda tx: reads.delivery(tx, delivery_id))
+    if found is None:
+        raise errors.HTTPError(404, f"no delivery has id {delivery_id!r}")
+    return httpkit.respond(found)
+
+
+async def redeliver(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    httpkit.require_admin(request, settings.server.admin_token)
+    original = request.match_info["id"]
+    delivery_id = await request.app[STORE].write(
+        lambda tx: deliveries.redeliver(tx, settings, original, time.time()))
+    logs.get().info("push.redelivered", delivery=delivery_id, original=original)
+    return intake.accepted(settings, delivery_id)
+
+
+def parse_query(request: web.Request) -> reads.Query:
+    params = request.query
+    problems: list[errors.Detail] = []
+    limit = DEFAULT_LIMIT
+    if "limit" in params:
+        text = params["limit"]
+        if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+            problems.append(errors.Detail("limit", f"must be an integer from 1 to {MAX_LIMIT}"))
+        else:
+            limit = int(text)
+    state = params.get("state") or None
+    if state is not None and state not in set(DeliveryState):
+        problems.append(errors.Detail("state", "must be one of " +
+                                      ", ".join(s.value for s in DeliveryState)))
+    before = None
+    if params.get("cursor"):
+        before = decode_cursor(params["cursor"])
+        if before is None:
+            problems.append(errors.Detail("cursor", "is not a cursor this relay gave out"))
+    if problems:
+        raise errors.HTTPError(400, "the query parameters are not valid", problems)
+    return reads.Query(chain=params.get("chain") or None, state=state,
+                       repository=params.get("repository") or None,
+                       tag=params.get("tag") or None, before=before, limit=limit)
+
+
+def encode_cursor(delivery_id: str | None) -> str | None:
+    if delivery_id is None:
+        return None
+    return base64.urlsafe_b64encode(delivery_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str | None:
+    try:
+        decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    return decoded if _ID.match(decoded) else None

@@ -1,0 +1,178 @@
+"""What every HTTP handler shares: JSON in and out, bearer auth, and the error middleware."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from relay import errors, logs
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def respond(data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+            ) -> web.Response:
+    return web.Response(body=dumps(data), status=status, headers=headers,
+                        content_type="application/json")
+
+
+def dumps(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison, so that timing tells nothing about how much matched."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return None
+    return credential.strip()
+
+
+def require_admin(request: web.Request, admin_token: str) -> None:
+    given = bearer(request)
+    if given is None or not same_secret(given, admin_token):
+        raise errors.HTTPError(401, "this needs Authorization: Bearer <admin_token>",
+                               headers={"WWW-Authenticate": 'Bearer realm="relay"'})
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The body, refused with 413 before it is read whole when it is over `limit` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(limit)
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large(limit) from None
+
+
+def too_large(limit: int) -> errors.HTTPError:
+    return errors.HTTPError(413, f"the body is larger than the limit of {limit} bytes")
+
+
+def parse_json(body: bytes, max_depth: int) -> Any:
+    """JSON from a request body; 400 for anything that is not JSON or is nested too deep."""
+    try:
+        text = body.decode("utf-8")
+        document = json.loads(text, parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise errors.HTTPError(400, "the body is not UTF-8 text") from None
+    except RecursionError:
+        raise errors.HTTPError(400, f"the body is nested deeper than {max_depth} levels"
+                               ) from None
+    except ValueError as exc:
+        raise errors.HTTPError(400, f"the body is not valid JSON: {_json_error(exc)}"
+                               ) from None
+    if depth(document) > max_depth:
+        raise errors.HTTPError(400, f"the body is nested deeper than {max_depth} levels")
+    return document
+
+
+def parse_object(body: bytes, max_depth: int) -> dict[str, Any]:
+    document = parse_json(body, max_depth)
+    if not isinstance(document, dict):
+        raise errors.HTTPError(400, f"the body must be a JSON object, not {_kind(document)}")
+    return document
+
+
+def depth(document: Any) -> int:
+    """How deeply arrays and objects nest (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        level += 1
+        deepest = max(deepest, level)
+        stack.extend((child, level) for child in children)
+    return deepest
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _json_error(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    return str(exc)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"
+
+
+def error_middleware(max_body_bytes: int) -> Any:
+    """Every error becomes DESIGN §4 JSON; never a traceback; one debug line per request."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except errors.HTTPError as exc:
+            status = exc.status
+            return respond(exc.body(), exc.status, exc.headers)
+        except web.HTTPRequestEntityTooLarge:
+            status = 413
+            return respond(too_large(max_body_bytes).body(), 413)
+        except web.HTTPException as exc:
+            status = exc.status
+            if exc.status < 400:
+                raise
+            headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+            return respond(errors.HTTPError(exc.status, _sentence(request, exc)).body(),
+                           exc.status, headers)
+        except errors.StoreError as exc:
+            status = 503
+            logs.get().error("store.failed", error=str(exc), route=_route(request))
+            return respond(errors.HTTPError(503, "the store is unavailable; try again later")
+                           .body(), 503, {"Retry-After": "5"})
+        except Exception:  # noqa: BLE001 - answered as JSON 500, logged with traceback
+            logs.get().exception("http.failed", method=request.method, route=_route(request))
+            return respond(errors.HTTPError(500, "relay failed to handle this request; the"
+                                                 " log has the details").body(), 500)
+        finally:
+            logs.get().debug("http.request", method=request.method, route=_route(request),
+                             status=status,
+                             ms=round((time.perf_counter() - started) * 1000, 2))
+
+    return middleware
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(no route)"
+
+
+def _sentence(request: web.Request, exc: web.HTTPException) -> str:
+    if exc.status == 404:
+        return "nothing is here"
+    if exc.status == 405:
+        return f"method {request.method} is not allowed here"
+    return exc.reason.lower()

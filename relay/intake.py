@@ -1,0 +1,77 @@
+"""POST /hooks/...: bytes -> JSON -> schema -> durable delivery -> 202. Never calls a target."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+
+from aiohttp import web
+
+from relay import config, errors, httpkit, logs, schemas
+from relay.appkeys import SETTINGS, STORE
+from relay.store import deliveries
+
+# One answer for an unknown chain and for a wrong token, so that neither can be probed.
+NO_SUCH_HOOK = errors.HTTPError(404, "no hook at this URL")
+
+
+async def hook_with_token(request: web.Request) -> web.Response:
+    """POST /hooks/{chain}/{token}: the token in the URL is the credential."""
+    chain = authorize(request.app[SETTINGS], request.match_info["chain"],
+                      request.match_info["token"])
+    return await take(request, chain)
+
+
+async def hook_with_header(request: web.Request) -> web.Response:
+    """POST /hooks/{chain} with `Authorization: Bearer <token>`, for registries that can only
+    send static headers."""
+    chain = authorize(request.app[SETTINGS], request.match_info["chain"],
+                      httpkit.bearer(request) or "")
+    return await take(request, chain)
+
+
+def authorize(settings: config.Settings, chain_name: str, token: str) -> config.Chain:
+    chain = settings.chain(chain_name)
+    # Compare even for an unknown chain, so the answer takes as long either way.
+    expected = chain.token if chain is not None else "\0" * config.MIN_TOKEN_LENGTH
+    if not httpkit.same_secret(token, expected) or chain is None:
+        raise NO_SUCH_HOOK
+    return chain
+
+
+async def take(request: web.Request, chain: config.Chain) -> web.Response:
+    settings = request.app[SETTINGS]
+    body = await httpkit.read_body(request, settings.server.max_body_bytes)
+    payload = httpkit.parse_object(body, settings.server.max_json_depth)
+    details = schemas.validate("push", payload)
+    if details:
+        logs.get().info("push.rejected", chain=chain.name, violations=len(details))
+        raise errors.HTTPError(422, "the payload is not a valid Docker Hub push notification",
+                               details)
+    push = deliveries.Push(chain.name, payload)
+    reason = ignored(chain, push.repository)
+    if reason is not None:
+        logs.get().info("push.ignored", chain=chain.name, repository=push.repository)
+        return httpkit.respond({"ignored": reason})
+    delivery_id = await request.app[STORE].write(
+        lambda tx: deliveries.accept(tx, push, chain.targets, time.time()))
+    logs.get().info("push.accepted", delivery=delivery_id, chain=chain.name,
+                    repository=push.repository, tag=push.tag)
+    return accepted(settings, delivery_id)
+
+
+def accepted(settings: config.Settings, delivery_id: str) -> web.Response:
+    status_url = f"{settings.server.public_url}/history/{delivery_id}"
+    return httpkit.respond({"id": delivery_id, "status_url": status_url}, 202,
+                           {"Location": status_url})
+
+
+def ignored(chain: config.Chain, repository: str) -> str | None:
+    """Why a push is not for this chain, or None when its repository matches the filter."""
+    if not chain.repositories:
+        return None
+    if any(fnmatch.fnmatchcase(repository, pattern) for pattern in chain.repositories):
+        return None
+    patterns = ", ".join(chain.repositories)
+    return f"repository {repository} matches none of chain {chain.name}'s repositories " \
+           f"({patterns})"

@@ -1,0 +1,86 @@
+"""structlog set-up: JSON lines off a terminal, console lines on one, secrets redacted.
+
+Redaction happens here, once, for every event: each configured secret is replaced wherever
+it appears, and so are the secret parts of relay's own URLs (chain tokens, callback tokens,
+trigger ids), which are not known in advance.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+REDACTED = "[redacted]"
+
+# The secret segment of relay's own URLs: /hooks/{chain}/{token}, /callbacks/{token},
+# .../trigger/{id}/call/, and bearer credentials.
+_URL_SECRETS = re.compile(
+    r"(?P<keep>/hooks/[^/\s\"']+/|/callbacks/|/triggers/)[^/\s\"'?#]+"
+    r"|(?P<bearer>Bearer\s+)[^\s\"',]+"
+    r"|whsec_[A-Za-z0-9+/=]+",
+    re.IGNORECASE,
+)
+
+
+class Redactor:
+    """A structlog processor that scrubs secrets out of every string in an event."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        known = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._known = re.compile("|".join(re.escape(s) for s in known)) if known else None
+
+    def scrub(self, text: str) -> str:
+        if self._known is not None:
+            text = self._known.sub(REDACTED, text)
+        return _URL_SECRETS.sub(_keep_prefix, text)
+
+    def __call__(self, _logger: Any, _method: str,
+                 event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        for key, value in event.items():
+            event[key] = self._value(value)
+        return event
+
+    def _value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, dict):
+            return {k: self._value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._value(v) for v in value]
+        return value
+
+
+def _keep_prefix(match: re.Match[str]) -> str:
+    return (match.group("keep") or match.group("bearer") or "") + REDACTED
+
+
+def configure(secrets: Iterable[str] = (), *, stream: TextIO | None = None,
+              level: str = "info", json: bool | None = None) -> None:
+    """Route structlog to `stream` (stderr); JSON unless the stream is a terminal."""
+    stream = stream or sys.stderr
+    as_json = not stream.isatty() if json is None else json
+    renderer: Any = (structlog.processors.JSONRenderer() if as_json
+                     else structlog.dev.ConsoleRenderer(colors=False))
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            Redactor(secrets),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get() -> Any:
+    return structlog.get_logger("relay")

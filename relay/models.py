@@ -1,0 +1,86 @@
+"""States and identifiers: the strings and ids that the store keeps."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ERROR = "error"
+
+
+class StepState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    AWAITING_CALLBACK = "awaiting_callback"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
+class CallbackState(StrEnum):
+    """The three states a Docker Hub callback may carry."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ERROR = "error"
+
+
+class SendKind(StrEnum):
+    """What an outbound POST is for: a chain step, or a notice sent when the chain ends."""
+
+    STEP = "step"
+    UPSTREAM = "upstream"
+    KUDU = "kudu"
+    DOCKERSHIP = "dockership"
+
+
+FINAL_DELIVERY_STATES = frozenset(
+    {DeliveryState.SUCCESS, DeliveryState.FAILURE, DeliveryState.ERROR}
+)
+FINAL_STEP_STATES = frozenset(
+    {StepState.SUCCESS, StepState.FAILURE, StepState.ERROR, StepState.SKIPPED}
+)
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def new_delivery_id(now: float | None = None) -> str:
+    """A ULID-style id: 48 bits of milliseconds then 80 random bits, 26 characters.
+
+    Ids sort by time, which gives history its newest-first order and its cursor.
+    """
+    millis = int((time.time() if now is None else now) * 1000)
+    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_callback_token() -> str:
+    """An unguessable per-step secret: 192 bits from `secrets`."""
+    return secrets.token_urlsafe(24)
+
+
+def new_message_id() -> str:
+    """The Standard Webhooks `webhook-id` of one step, stable across its retries."""
+    return "msg_" + secrets.token_hex(12)
+
+
+def iso(timestamp: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC with milliseconds, the way history shows times."""
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -1,0 +1,75 @@
+"""What relay needs of a database: transactions that run units of work, and wake-ups.
+
+A unit is an `async def unit(tx) -> T` written once against `Tx` in PostgreSQL's dialect
+(`$1` placeholders, `FOR UPDATE SKIP LOCKED`); each backend runs it in one transaction. The
+SQL of relay lives in the units (`relay/store/deliveries.py` and friends), not in the
+backends, so SQLite and PostgreSQL behave alike by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
+
+Row = dict[str, Any]
+T = TypeVar("T")
+
+
+class Tx(Protocol):
+    """One open transaction."""
+
+    dialect: str
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run a statement; the number of rows it touched."""
+        ...
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
+
+    async def fetchval(self, sql: str, *args: Any) -> Any: ...
+
+    async def lock(self, name: str) -> None:
+        """Hold a named lock until the transaction ends (serialises e.g. one chain's admission)."""
+        ...
+
+    def wake(self) -> None:
+        """Tell every relay process sharing this store, once committed, that work is due."""
+        ...
+
+
+Unit = Callable[[Tx], Awaitable[T]]
+
+
+class Store(Protocol):
+    dialect: str
+
+    async def write(self, unit: Unit[T]) -> T:
+        """Run `unit` in a write transaction; return once it is durably committed."""
+        ...
+
+    async def read(self, unit: Unit[T]) -> T:
+        """Run `unit` on a consistent snapshot."""
+        ...
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when a committed write called `wake()` or after `timeout` seconds."""
+        ...
+
+    def wake_local(self) -> None:
+        """Wake this process's `wait_for_work` (a worker slot came free, or it is stopping)."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise StoreError unless the database answers."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def placeholders(start: int, count: int) -> str:
+    """`$3, $4, $5` for an IN list of `count` values starting at parameter `start`."""
+    return ", ".join(f"${n}" for n in range(start, start + count))

@@ -1,0 +1,419 @@
+"""Units of work on deliveries and their sends: the only SQL that changes them.
+
+A send is one outbound POST with its own retries: a chain step, or a notice sent when the
+chain ends (the upstream report, Kudu and Dockership hooks). `sends.due_at` is the next time
+anyone must look at a send (send it, retry it, give up waiting for its callback); a claim
+moves it to the end of the claimer's lease, so work of a process that died becomes due again
+by itself. Every change to a delivery's sends first locks the delivery row, so a callback and
+the answer to relay's own POST can never both move the same step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, assert_never
+
+from relay import chain, config, errors, models, notices
+from relay.chain import Decision
+from relay.models import DeliveryState, SendKind, StepState
+from relay.store.base import Row, Tx, placeholders
+
+
+@dataclass(frozen=True)
+class Push:
+    """A validated push, ready to be stored as a delivery."""
+
+    chain: str
+    payload: dict[str, Any]
+    source: str = "push"
+    redelivery_of: str | None = None
+
+    @property
+    def repository(self) -> str:
+        return str(_dig(self.payload, "repository", "repo_name") or "")
+
+    @property
+    def tag(self) -> str:
+        return str(_dig(self.payload, "push_data", "tag") or "")
+
+    @property
+    def pusher(self) -> str:
+        return str(_dig(self.payload, "push_data", "pusher") or "")
+
+    @property
+    def revision(self) -> str:
+        """What Dockership calls a revision: the tag, else the digest, else the first image."""
+        images = _dig(self.payload, "push_data", "images")
+        first_image = images[0] if isinstance(images, list) and images else ""
+        return str(self.tag or _dig(self.payload, "push_data", "digest") or first_image)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A send this process holds the lease of, with what it needs to act on it."""
+
+    id: int
+    delivery_id: str
+    chain: str
+    kind: SendKind
+    idx: int
+    name: str
+    url: str
+    state: StepState
+    message_id: str
+    token: str | None
+    body: str | None
+    payload: str | None
+    insecure: bool
+    attempt: int
+    lease: str
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a unit did to a send, for the caller's log line."""
+
+    delivery_id: str
+    chain: str
+    kind: SendKind
+    idx: int
+    name: str
+    decision: Decision
+    finished: DeliveryState | None = None
+
+
+async def accept(tx: Tx, push: Push, targets: Sequence[config.Target], now: float) -> str:
+    """Store a push as a pending delivery with one pending step per target."""
+    delivery_id = models.new_delivery_id(now)
+    await tx.execute(
+        "INSERT INTO deliveries (id, chain, state, source, received_at, payload, repository,"
+        " tag, revision, pusher, redelivery_of) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+        " $10, $11)",
+        delivery_id, push.chain, DeliveryState.PENDING, push.source, now,
+        json.dumps(push.payload, ensure_ascii=False), push.repository, push.tag,
+        push.revision, push.pusher, push.redelivery_of)
+    await tx.executemany(
+        "INSERT INTO sends (delivery_id, kind, idx, name, url, state, message_id, token)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        [(delivery_id, SendKind.STEP, index, target.name, target.url, StepState.PENDING,
+          models.new_message_id(), models.new_callback_token())
+         for index, target in enumerate(targets)])
+    tx.wake()
+    return delivery_id
+
+
+async def redeliver(tx: Tx, settings: config.Settings, delivery_id: str, now: float) -> str:
+    """A new delivery of a stored delivery's payload through its chain as configured now."""
+    row = await tx.fetchrow("SELECT chain, payload FROM deliveries WHERE id = $1", delivery_id)
+    if row is None:
+        raise errors.HTTPError(404, f"no delivery has id {delivery_id!r}")
+    configured = settings.chain(row["chain"])
+    if configured is None:
+        raise errors.HTTPError(409, f"chain {row['chain']!r} is no longer configured")
+    push = Push(row["chain"], json.loads(row["payload"]), source="redeliver",
+                redelivery_of=delivery_id)
+    return await accept(tx, push, configured.targets, now)
+
+
+async def dispatch(tx: Tx, settings: config.Settings, lease: str, now: float,
+                   limit: int) -> tuple[list[Claimed], float | None]:
+    """One pass of a worker: admit waiting deliveries, claim due sends, say when to look next."""
+    await admit(tx, settings, now)
+    claimed = await claim(tx, settings, lease, now, limit) if limit > 0 else []
+    next_due = await tx.fetchval("SELECT min(due_at) FROM sends WHERE due_at IS NOT NULL")
+    return claimed, next_due
+
+
+async def admit(tx: Tx, settings: config.Settings, now: float,
+                only_chain: str | None = None) -> int:
+    """Start pending deliveries, oldest first, while their chain runs fewer than `concurrency`."""
+    rows = await tx.fetch(
+        "SELECT chain, state, count(*) AS n FROM deliveries"
+        " WHERE state IN ('pending', 'running') GROUP BY chain, state")
+    pending = {r["chain"]: r["n"] for r in rows if r["state"] == DeliveryState.PENDING}
+    running = {r["chain"]: r["n"] for r in rows if r["state"] == DeliveryState.RUNNING}
+    started = 0
+    for name in sorted(pending):
+        if only_chain is not None and name != only_chain:
+            continue
+        configured = settings.chain(name)
+        limit = configured.concurrency if configured else 1
+        if running.get(name, 0) >= limit:
+            continue
+        await tx.lock(f"chain:{name}")
+        # Counted again under the lock: another process may have admitted meanwhile.
+        busy = await tx.fetchval("SELECT count(*) FROM deliveries WHERE chain = $1"
+                                 " AND state = 'running'", name)
+        ids = await tx.fetch(
+            "SELECT id FROM deliveries WHERE chain = $1 AND state = 'pending'"
+            " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED", name, max(limit - busy, 0))
+        for row in ids:
+            await tx.execute("UPDATE deliveries SET state = 'running', started_at = $2"
+                             " WHERE id = $1", row["id"], now)
+            await _start_step(tx, row["id"], 0, now)
+            started += 1
+    return started
+
+
+async def claim(tx: Tx, settings: config.Settings, lease: str, now: float,
+                limit: int) -> list[Claimed]:
+    """Take up to `limit` due sends under `lease` until now + lease_seconds."""
+    due = await tx.fetch(
+        "SELECT id, state, lease, attempts FROM sends WHERE due_at <= $1"
+        " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit)
+    if not due:
+        return []
+    for row in due:
+        if row["lease"] is not None and row["state"] == StepState.SENDING:
+            await _record_lost_lease(tx, row, now)
+    ids = [row["id"] for row in due]
+    rows = await tx.fetch(
+        f"UPDATE sends SET lease = $1, due_at = $2 WHERE id IN ({placeholders(3, len(ids))})"
+        " RETURNING id, delivery_id, kind, idx, name, url, state, message_id, token, body,"
+        " insecure, attempts",
+        lease, now + settings.lease_seconds, *ids)
+    delivery_ids = sorted({row["delivery_id"] for row in rows})
+    deliveries = {
+        d["id"]: d for d in await tx.fetch(
+            f"SELECT id, chain, payload FROM deliveries"
+            f" WHERE id IN ({placeholders(1, len(delivery_ids))})", *delivery_ids)}
+    return [
+        Claimed(id=row["id"], delivery_id=row["delivery_id"],
+                chain=deliveries[row["delivery_id"]]["chain"], kind=SendKind(row["kind"]),
+                idx=row["idx"], name=row["name"], url=row["url"],
+                state=StepState(row["state"]), message_id=row["message_id"],
+                token=row["token"], body=row["body"],
+                payload=deliveries[row["delivery_id"]]["payload"]
+                if row["kind"] == SendKind.STEP else None,
+                insecure=bool(row["insecure"]), attempt=row["attempts"] + 1, lease=lease)
+        for row in sorted(rows, key=lambda r: r["id"])]
+
+
+async def _record_lost_lease(tx: Tx, row: Row, now: float) -> None:
+    """The process holding this send stopped mid-attempt: say so, then send it again."""
+    worker = str(row["lease"]).rsplit("#", 1)[0]
+    attempt = row["attempts"] + 1
+    await tx.execute("UPDATE sends SET attempts = $2 WHERE id = $1", row["id"], attempt)
+    await tx.execute(
+        "INSERT INTO attempts (send_id, n, at, status, duration_ms, error, worker)"
+        " VALUES ($1, $2, $3, NULL, 0, $4, $5)",
+        row["id"], attempt, now,
+        f"no answer recorded: {worker} stopped during this attempt (its lease ran out)",
+        worker)
+
+
+async def record_attempt(tx: Tx, settings: config.Settings, claimed: Claimed, worker: str,
+                         answer: chain.Answer, at: float, now: float) -> Applied:
+    """Keep one attempt in the history and move the send (and its chain) on from it."""
+    await _lock_delivery(tx, claimed.delivery_id)
+    send = await _send(tx, claimed.id)
+    attempt = send["attempts"] + 1
+    await tx.execute("UPDATE sends SET attempts = $2, status = $3 WHERE id = $1",
+                     claimed.id, attempt, answer.status)
+    await tx.execute(
+        "INSERT INTO attempts (send_id, n, at, status, duration_ms, error, worker)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        claimed.id, attempt, at, answer.status, round(answer.duration_ms, 3), answer.error,
+        worker)
+    if send["lease"] != claimed.lease:
+        # Settled by a callback meanwhile, or taken over after our lease ran out.
+        return _applied(send, claimed.chain, chain.Ignore("the lease was lost"))
+    send["attempts"] = attempt
+    return await _apply(tx, settings, send, claimed.chain, chain.Attempted(answer), now)
+
+
+async def expire(tx: Tx, settings: config.Settings, claimed: Claimed, now: float) -> Applied:
+    """A step's callback deadline passed."""
+    await _lock_delivery(tx, claimed.delivery_id)
+    send = await _send(tx, claimed.id)
+    if send["lease"] != claimed.lease:
+        return _applied(send, claimed.chain, chain.Ignore("the lease was lost"))
+    return await _apply(tx, settings, send, claimed.chain, chain.CallbackOverdue(), now)
+
+
+async def release(tx: Tx, claimed: Claimed, worker: str, now: float) -> None:
+    """Give back an unfinished send at shutdown so that the next start sends it at once."""
+    await _lock_delivery(tx, claimed.delivery_id)
+    send = await _send(tx, claimed.id)
+    if send["lease"] != claimed.lease:
+        return
+    if send["state"] == StepState.SENDING:
+        attempt = send["attempts"] + 1
+        await tx.execute("UPDATE sends SET attempts = $2 WHERE id = $1", claimed.id, attempt)
+        await tx.execute(
+            "INSERT INTO attempts (send_id, n, at, status, duration_ms, error, worker)"
+            " VALUES ($1, $2, $3, NULL, 0, $4, $5)", claimed.id, attempt, now,
+            "relay stopped before the target answered", worker)
+    await tx.execute("UPDATE sends SET lease = NULL, due_at = $2 WHERE id = $1",
+                     claimed.id, now)
+    tx.wake()
+
+
+async def recover(tx: Tx, now: float) -> int:
+    """At the start of the only process on a store: every lease left behind has run out."""
+    return await tx.execute(
+        "UPDATE sends SET due_at = $1 WHERE lease IS NOT NULL AND due_at > $1", now)
+
+
+@dataclass(frozen=True)
+class Callback:
+    state: models.CallbackState
+    description: str | None = None
+    context: str | None = None
+    target_url: str | None = None
+
+
+async def callback(tx: Tx, settings: config.Settings, token: str, body: Callback,
+                   now: float) -> Applied:
+    """A target's callback: 404 for an unknown token, 409 once its step was answered."""
+    found = await tx.fetchrow("SELECT id, delivery_id FROM sends WHERE token = $1", token)
+    if found is None:
+        raise errors.HTTPError(404, "no step has this callback URL")
+    delivery = await _lock_delivery(tx, found["delivery_id"])
+    send = await _send(tx, found["id"])
+    if send["cb_state"] is not None or StepState(send["state"]) not in (
+            StepState.SENDING, StepState.AWAITING_CALLBACK):
+        raise errors.HTTPError(
+            409, f"step {send['idx']} ({send['name']}) was already answered: it is "
+                 f"{send['state']}")
+    await tx.execute(
+        "UPDATE sends SET cb_state = $2, cb_description = $3, cb_context = $4,"
+        " cb_target_url = $5, cb_received_at = $6 WHERE id = $1",
+        send["id"], body.state, body.description, body.context, body.target_url, now)
+    send["cb_state"], send["cb_description"] = body.state, body.description
+    return await _apply(tx, settings, send, delivery["chain"],
+                        chain.CallbackArrived(body.state), now)
+
+
+# -- applying decisions ------------------------------------------------------------------
+
+
+async def _apply(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
+                 event: chain.Event, now: float) -> Applied:
+    policy, await_callback = _policy(settings, chain_name, send)
+    view = chain.StepView(state=StepState(send["state"]), attempts=send["attempts"],
+                          await_callback=await_callback, policy=policy)
+    decision = chain.decide(view, event, now)
+    finished: DeliveryState | None = None
+    match decision:
+        case chain.Retry(at=at, reason=reason):
+            await tx.execute("UPDATE sends SET due_at = $2, lease = NULL, reason = $3"
+                             " WHERE id = $1", send["id"], at, reason)
+            tx.wake()
+        case chain.Await(deadline=deadline):
+            await tx.execute("UPDATE sends SET state = 'awaiting_callback', due_at = $2,"
+                             " lease = NULL, reason = NULL WHERE id = $1", send["id"], deadline)
+            tx.wake()
+        case chain.Settle(state=state, reason=reason):
+            finished = await _settle(tx, settings, send, chain_name, state, reason, now)
+        case chain.Ignore():
+            pass
+        case _:
+            assert_never(decision)
+    return _applied(send, chain_name, decision, finished)
+
+
+async def _settle(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
+                  state: StepState, reason: str | None, now: float) -> DeliveryState | None:
+    await tx.execute("UPDATE sends SET state = $2, due_at = NULL, lease = NULL,"
+                     " finished_at = $3, reason = $4 WHERE id = $1",
+                     send["id"], state, now, reason)
+    if send["kind"] != SendKind.STEP:
+        return None
+    count = await tx.fetchval("SELECT count(*) FROM sends WHERE delivery_id = $1"
+                              " AND kind = 'step'", send["delivery_id"])
+    move = chain.follow(send["idx"], state, count)
+    match move:
+        case chain.Next(index=index):
+            await _start_step(tx, send["delivery_id"], index, now)
+            return None
+        case chain.Finish(state=outcome):
+            summary = _summary(send, state, reason, count)
+            await _finish(tx, settings, send["delivery_id"], outcome, summary, now)
+            return outcome
+        case _:
+            assert_never(move)
+
+
+async def _start_step(tx: Tx, delivery_id: str, index: int, now: float) -> None:
+    await tx.execute("UPDATE sends SET state = 'sending', due_at = $3, started_at = $3"
+                     " WHERE delivery_id = $1 AND kind = 'step' AND idx = $2",
+                     delivery_id, index, now)
+    tx.wake()
+
+
+async def _finish(tx: Tx, settings: config.Settings, delivery_id: str, state: DeliveryState,
+                  summary: str, now: float) -> None:
+    await tx.execute("UPDATE sends SET state = 'skipped', reason = $2 WHERE delivery_id = $1"
+                     " AND kind = 'step' AND state = 'pending'",
+                     delivery_id, "not sent: an earlier step did not succeed")
+    await tx.execute("UPDATE deliveries SET state = $2, finished_at = $3, summary = $4"
+                     " WHERE id = $1", delivery_id, state, now, summary)
+    delivery = await tx.fetchrow("SELECT * FROM deliveries WHERE id = $1", delivery_id)
+    assert delivery is not None
+    for index, notice in enumerate(await notices.plan(tx, settings, delivery)):
+        await tx.execute(
+            "INSERT INTO sends (delivery_id, kind, idx, name, url, state, message_id, body,"
+            " insecure, due_at, started_at, finished_at, reason)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            delivery_id, notice.kind, index, notice.name, notice.url,
+            StepState.SKIPPED if notice.refused else StepState.SENDING,
+            models.new_message_id(), json.dumps(notice.body, ensure_ascii=False),
+            int(notice.insecure), None if notice.refused else now, now,
+            now if notice.refused else None, notice.refused)
+    await admit(tx, settings, now, only_chain=delivery["chain"])
+    tx.wake()
+
+
+def _summary(send: Row, state: StepState, reason: str | None, count: int) -> str:
+    if state is StepState.SUCCESS:
+        return f"all {count} steps succeeded"
+    where = f"step {send['idx'] + 1} of {count} ({send['name']})"
+    if send.get("cb_state") is not None:
+        detail = send.get("cb_description") or "no description"
+        return f"{where} answered {send['cb_state']}: {detail}"
+    return f"{where} failed: {reason or state}"
+
+
+def _policy(settings: config.Settings, chain_name: str,
+            send: Row) -> tuple[config.Policy, bool]:
+    if send["kind"] == SendKind.STEP:
+        configured = settings.chain(chain_name)
+        target = next((t for t in configured.targets if t.name == send["name"]), None) \
+            if configured else None
+        if target is not None:
+            return target.policy, target.await_callback
+    return settings.delivery.policy, False
+
+
+async def _lock_delivery(tx: Tx, delivery_id: str) -> Row:
+    row = await tx.fetchrow("SELECT id, chain, state FROM deliveries WHERE id = $1 FOR UPDATE",
+                            delivery_id)
+    if row is None:
+        raise errors.StoreError(f"delivery {delivery_id} vanished")
+    return row
+
+
+async def _send(tx: Tx, send_id: int) -> Row:
+    row = await tx.fetchrow("SELECT * FROM sends WHERE id = $1", send_id)
+    if row is None:
+        raise errors.StoreError(f"send {send_id} vanished")
+    return row
+
+
+def _applied(send: Row, chain_name: str, decision: chain.Decision,
+             finished: DeliveryState | None = None) -> Applied:
+    return Applied(delivery_id=send["delivery_id"], chain=chain_name,
+                   kind=SendKind(send["kind"]), idx=send["idx"], name=send["name"],
+                   decision=decision, finished=finished)
+
+
+def _dig(document: dict[str, Any], *keys: str) -> Any:
+    value: Any = document
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value

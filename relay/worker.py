@@ -1,0 +1,178 @@
+"""The delivery loop: claim due sends -> POST -> record and decide, in one transaction each.
+
+Any number of workers may share a store (one per relay process). A worker holds nothing
+that the store does not also know: a send waiting to be retried, or a step waiting for its
+callback, is a row with a due time, not a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from relay import chain, config, delivery, errors, logs
+from relay.models import SendKind, StepState
+from relay.store import Store, deliveries
+
+POLL_SECONDS = 5.0
+"""The longest a worker sleeps without looking at the store (a safety net: writes wake it)."""
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+
+
+class Worker:
+    def __init__(self, settings: config.Settings, store: Store,
+                 session: aiohttp.ClientSession, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.store = store
+        self.session = session
+        self.clock = clock
+        self.id = worker_id()
+        self.capacity = settings.delivery.max_connections
+        self._claims: dict[asyncio.Task[None], deliveries.Claimed] = {}
+        self._leases = itertools.count(1)
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+
+    async def start(self, *, sole_process: bool) -> None:
+        if sole_process:
+            # Nobody else shares this store: every lease in it was left by a relay that died.
+            await self.store.write(lambda tx: deliveries.recover(tx, self.clock()))
+        self._loop_task = asyncio.create_task(self._run(), name="relay-worker")
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; let sends in flight finish within `grace`; give the rest back."""
+        self._stopping = True
+        self.store.wake_local()
+        if self._loop_task is not None:
+            await self._loop_task
+        if not self._claims:
+            return
+        _, unfinished = await asyncio.wait(list(self._claims), timeout=grace)
+        left = [self._claims[task] for task in unfinished]
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        for claimed in left:
+            try:
+                await self.store.write(functools.partial(
+                    deliveries.release, claimed=claimed, worker=self.id, now=self.clock()))
+            except errors.StoreError as exc:
+                logs.get().warning("worker.release_failed", delivery=claimed.delivery_id,
+                                   error=str(exc))
+        logs.get().info("worker.stopped", released=len(left))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._claims)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            free = self.capacity - len(self._claims)
+            lease = f"{self.id}#{next(self._leases)}"
+            now = self.clock()
+            try:
+                claimed, next_due = await self.store.write(functools.partial(
+                    deliveries.dispatch, settings=self.settings, lease=lease, now=now,
+                    limit=free))
+            except errors.StoreError as exc:
+                logs.get().error("worker.store_failed", error=str(exc))
+                await self.store.wait_for_work(1.0)
+                continue
+            for item in claimed:
+                task = asyncio.create_task(self._handle(item))
+                self._claims[task] = item
+                task.add_done_callback(self._done)
+            if claimed and len(claimed) == free:
+                continue
+            if free <= 0 or next_due is None:
+                wait = POLL_SECONDS
+            else:
+                wait = min(max(next_due - self.clock(), 0.0), POLL_SECONDS)
+            if wait > 0:
+                await self.store.wait_for_work(wait)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._claims.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            logs.get().error("worker.task_failed", error=repr(task.exception()))
+        self.store.wake_local()
+
+    async def _handle(self, claimed: deliveries.Claimed) -> None:
+        try:
+            if claimed.state is StepState.AWAITING_CALLBACK:
+                applied = await self.store.write(
+                    lambda tx: deliveries.expire(tx, self.settings, claimed, self.clock()))
+                report(applied)
+                return
+            at = self.clock()
+            answer = await self._send(claimed, at)
+            applied = await self.store.write(
+                lambda tx: deliveries.record_attempt(tx, self.settings, claimed, self.id,
+                                                     answer, at, self.clock()))
+        except errors.StoreError as exc:
+            # The lease runs out and the send becomes due again: nothing is lost.
+            logs.get().error("worker.store_failed", delivery=claimed.delivery_id,
+                             error=str(exc))
+            return
+        logs.get().info(
+            "attempt" if claimed.kind is SendKind.STEP else f"notice.{claimed.kind}",
+            delivery=claimed.delivery_id, chain=claimed.chain, step=claimed.idx,
+            target=claimed.name, attempt=claimed.attempt, status=answer.status,
+            duration_ms=round(answer.duration_ms, 1), error=answer.error,
+            outcome=_outcome(applied.decision))
+        report(applied)
+
+    async def _send(self, claimed: deliveries.Claimed, at: float) -> chain.Answer:
+        if claimed.kind is SendKind.STEP:
+            target = self._target(claimed)
+            if target is None:
+                return chain.Answer(None, f"target {claimed.name} is no longer in chain "
+                                          f"{claimed.chain}", 0.0, permanent=True)
+            assert claimed.payload is not None
+            assert claimed.token is not None
+            callback_url = f"{self.settings.server.public_url}/callbacks/{claimed.token}"
+            body = delivery.step_body(claimed.payload, callback_url)
+            secrets_, timeout = target.secrets, target.policy.timeout
+        else:
+            body = (claimed.body or "{}").encode()
+            secrets_, timeout = (), self.settings.delivery.policy.timeout
+        return await delivery.post(self.session, claimed.url, body,
+                                   message_id=claimed.message_id, secrets=secrets_,
+                                   timeout=timeout, insecure=claimed.insecure, now=at)
+
+    def _target(self, claimed: deliveries.Claimed) -> config.Target | None:
+        configured = self.settings.chain(claimed.chain)
+        if configured is None:
+            return None
+        return next((t for t in configured.targets if t.name == claimed.name), None)
+
+
+def report(applied: deliveries.Applied) -> None:
+    """The log line of a chain's end (once per delivery, by whoever ended it)."""
+    if applied.finished is not None:
+        logs.get().info("chain.finished", delivery=applied.delivery_id, chain=applied.chain,
+                        state=applied.finished)
+
+
+def _outcome(decision: chain.Decision) -> str:
+    match decision:
+        case chain.Retry():
+            return "retry"
+        case chain.Await():
+            return "awaiting_callback"
+        case chain.Settle(state=state):
+            return str(state)
+        case chain.Ignore():
+            return "ignored"
