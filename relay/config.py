@@ -194,7 +194,7 @@ class _Reader:
         return Policy(
             timeout=self._duration(table, f"{where}.timeout", "timeout", base.timeout),
             attempts=self._int(table, f"{where}.attempts", "attempts", base.attempts,
-                               minimum=1, maximum=100),
+                               minimum=1, maximum=1000),
             callback_timeout=self._duration(table, f"{where}.callback_timeout",
                                             "callback_timeout", base.callback_timeout),
             backoff_initial=self._duration(table, f"{where}.backoff_initial",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -54,13 +55,23 @@ FINAL_STEP_STATES = frozenset(
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
+_last_id = 0
+_id_lock = threading.Lock()
+
+
 def new_delivery_id(now: float | None = None) -> str:
     """A ULID-style id: 48 bits of milliseconds then 80 random bits, 26 characters.
 
-    Ids sort by time, which gives history its newest-first order and its cursor.
+    Ids sort by time, which gives history its newest-first order and its cursor; within one
+    process they also sort in the order they were made, even inside one millisecond.
     """
+    global _last_id
     millis = int((time.time() if now is None else now) * 1000)
-    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+    with _id_lock:
+        value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+        if value <= _last_id:
+            value = _last_id + 1
+        _last_id = value
     chars = []
     for _ in range(26):
         chars.append(_CROCKFORD[value & 31])

@@ -332,15 +332,17 @@ class RelayProcess:
         await wait_until(healthy, timeout=timeout, what="relay to serve /healthz")
         return self
 
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
+    async def kill(self) -> None:
+        await self.signal(signal.SIGKILL)
 
-    def terminate(self, timeout: float = 20.0) -> int:
+    async def terminate(self) -> int:
+        return await self.signal(signal.SIGTERM)
+
+    async def signal(self, signum: int, timeout: float = 30.0) -> int:
+        """Send `signum` and wait for the exit without blocking this test's targets."""
         assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
+        self.process.send_signal(signum)
+        return await asyncio.to_thread(self.process.wait, timeout)
 
     def log(self) -> str:
         return self.log_path.read_text()

@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from conftest import StartRelay, StartTarget
-from support import SEED_IMAGES_PUSH, SEED_TAG_PUSH, Reply, wait_until
+from support import SEED_IMAGES_PUSH, SEED_TAG_PUSH, Relay, Reply, wait_until
 
 
 async def test_two_targets_walk_to_success(start_relay: StartRelay,
@@ -98,7 +98,7 @@ async def test_a_callback_before_the_answer_to_relays_post_counts(
     await wait_until(lambda: _attempts(relay, done["id"], 0), what="the attempt record")
 
 
-async def _attempts(relay, delivery_id: str, index: int) -> list[object]:  # type: ignore[no-untyped-def]
+async def _attempts(relay: Relay, delivery_id: str, index: int) -> list[object]:
     return list((await relay.delivery(delivery_id))["steps"][index]["attempts"])
 
 
