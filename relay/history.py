@@ -17,7 +17,7 @@ from relay.store import history as reads
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
-_ID = re.compile(r"^[0-9a-z]{26}$")
+_ID = re.compile(r"^[0-9a-v]{26}$")
 
 
 async def listing(request: web.Request) -> web.Response:

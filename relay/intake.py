@@ -42,13 +42,13 @@ def authorize(settings: config.Settings, chain_name: str, token: str) -> config.
 async def take(request: web.Request, chain: config.Chain) -> web.Response:
     settings = request.app[SETTINGS]
     body = await httpkit.read_body(request, settings.server.max_body_bytes)
-    payload = httpkit.parse_object(body, settings.server.max_json_depth)
+    payload, text = httpkit.parse_object(body, settings.server.max_json_depth)
     details = schemas.validate("push", payload)
     if details:
         logs.get().info("push.rejected", chain=chain.name, violations=len(details))
         raise errors.HTTPError(422, "the payload is not a valid Docker Hub push notification",
                                details)
-    push = deliveries.Push(chain.name, payload)
+    push = deliveries.Push(chain.name, payload, text)
     reason = ignored(chain, push.repository)
     if reason is not None:
         logs.get().info("push.ignored", chain=chain.name, repository=push.repository)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import threading
@@ -52,8 +53,6 @@ FINAL_STEP_STATES = frozenset(
     {StepState.SUCCESS, StepState.FAILURE, StepState.ERROR, StepState.SKIPPED}
 )
 
-_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
-
 
 _last_id = 0
 _id_lock = threading.Lock()
@@ -72,11 +71,8 @@ def new_delivery_id(now: float | None = None) -> str:
         if value <= _last_id:
             value = _last_id + 1
         _last_id = value
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    # base32hex keeps the byte order in the text order.
+    return base64.b32hexencode(value.to_bytes(16, "big")).decode("ascii")[:26].lower()
 
 
 def new_callback_token() -> str:
@@ -85,8 +81,16 @@ def new_callback_token() -> str:
 
 
 def new_message_id() -> str:
-    """The Standard Webhooks `webhook-id` of one step, stable across its retries."""
+    """The Standard Webhooks `webhook-id` of one send, stable across its retries."""
     return "msg_" + secrets.token_hex(12)
+
+
+def new_step_secrets(count: int) -> list[tuple[str, str]]:
+    """(webhook-id, callback token) for `count` steps, from one read of the OS's randomness."""
+    pool = secrets.token_bytes(36 * count)
+    return [("msg_" + pool[i:i + 12].hex(),
+             base64.urlsafe_b64encode(pool[i + 12:i + 36]).decode("ascii"))
+            for i in range(0, 36 * count, 36)]
 
 
 def iso(timestamp: float | None) -> str | None:

@@ -2,6 +2,12 @@
 
 Format checking is on: jsonschema ignores `format` unless given a checker, and checks `uri`
 only when rfc3986-validator is installed (it is a dependency of relay for that reason).
+
+Validation sits on the intake's hot path, where jsonschema costs ~270 µs for a Docker Hub
+push: 1.5x the whole of a bare aiohttp request. jsonschema-rs (a compiled 2020-12 validator,
+~3 µs) answers the common question "is it valid?"; jsonschema, the reference, explains
+every refusal and has the last word on anything jsonschema-rs refuses. A test keeps the two
+in agreement on generated documents.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 
 from relay.errors import Detail
@@ -30,14 +37,28 @@ def schema_files() -> Any:
 
 
 @functools.cache
+def schema(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(
+        (schema_files() / f"{name}.json").read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(loaded)
+    return loaded
+
+
+@functools.cache
 def validator(name: str) -> Draft202012Validator:
-    schema = json.loads((schema_files() / f"{name}.json").read_text(encoding="utf-8"))
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return Draft202012Validator(schema(name),
+                                format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+@functools.cache
+def fast_validator(name: str) -> Any:
+    return jsonschema_rs.validator_for(schema(name), validate_formats=True)
 
 
 def validate(name: str, document: Any) -> list[Detail]:
     """Every violation of schema `name`, as JSON pointers into `document`, in document order."""
+    if fast_validator(name).is_valid(document):
+        return []
     found = validator(name).iter_errors(document)
     unique = dict.fromkeys(_detail(error) for error in found)
     return sorted(unique, key=lambda d: d.path)

@@ -49,6 +49,8 @@ class Worker:
         if sole_process:
             # Nobody else shares this store: every lease in it was left by a relay that died.
             await self.store.write(lambda tx: deliveries.recover(tx, self.clock()))
+        await self.store.write(
+            lambda tx: deliveries.admit_unconfigured(tx, self.settings, self.clock()))
         self._loop_task = asyncio.create_task(self._run(), name="relay-worker")
 
     async def stop(self, grace: float) -> None:

@@ -43,8 +43,9 @@ async def start_target() -> AsyncIterator[StartTarget]:
 
 
 @pytest.fixture
-async def start_relay(tmp_path: Path, store_url: str,
-                      log_lines: io.StringIO) -> AsyncIterator[StartRelay]:
+async def start_relay(tmp_path: Path, store_url: str, log_lines: io.StringIO,
+                      start_target: StartTarget) -> AsyncIterator[StartRelay]:
+    # Depends on start_target so that relays stop before the targets they are sending to.
     started: list[Relay] = []
 
     async def start(*targets: Target | dict[str, Any], chains: list[dict[str, Any]] | None = None,

@@ -65,7 +65,7 @@ async def test_serve_stops_cleanly_on_signals(tmp_path: Path, start_target: Star
     assert (await _finished(relay, await _push(relay)))["state"] == "success"
 
     assert await relay.signal(signum) == 0
-    assert '"event": "relay.stopped"' in relay.log()
+    assert '"event":"relay.stopped"' in relay.log()
     assert "Traceback" not in relay.log()
 
 

@@ -26,6 +26,14 @@ class Tx(Protocol):
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
+    def append(self, sql: str, row: Sequence[Any]) -> None:
+        """Insert `row` when the transaction commits, batched with other units' rows.
+
+        For inserts nothing in the same transaction reads back: intake's rows. A backend
+        may run them all as one executemany per statement, in the order first appended.
+        """
+        ...
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...

@@ -10,6 +10,7 @@ the answer to relay's own POST can never both move the same step.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,22 +28,24 @@ class Push:
 
     chain: str
     payload: dict[str, Any]
+    text: str
+    """The payload as JSON text, exactly as it is stored and later sent on."""
     source: str = "push"
     redelivery_of: str | None = None
 
-    @property
+    @functools.cached_property
     def repository(self) -> str:
         return str(_dig(self.payload, "repository", "repo_name") or "")
 
-    @property
+    @functools.cached_property
     def tag(self) -> str:
         return str(_dig(self.payload, "push_data", "tag") or "")
 
-    @property
+    @functools.cached_property
     def pusher(self) -> str:
         return str(_dig(self.payload, "push_data", "pusher") or "")
 
-    @property
+    @functools.cached_property
     def revision(self) -> str:
         """What Dockership calls a revision: the tag, else the digest, else the first image."""
         images = _dig(self.payload, "push_data", "images")
@@ -87,21 +90,24 @@ class Applied:
 async def accept(tx: Tx, push: Push, targets: Sequence[config.Target], now: float) -> str:
     """Store a push as a pending delivery with one pending step per target."""
     delivery_id = models.new_delivery_id(now)
-    await tx.execute(
-        "INSERT INTO deliveries (id, chain, state, source, received_at, payload, repository,"
-        " tag, revision, pusher, redelivery_of) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-        " $10, $11)",
-        delivery_id, push.chain, DeliveryState.PENDING, push.source, now,
-        json.dumps(push.payload, ensure_ascii=False), push.repository, push.tag,
-        push.revision, push.pusher, push.redelivery_of)
-    await tx.executemany(
-        "INSERT INTO sends (delivery_id, kind, idx, name, url, state, message_id, token)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        [(delivery_id, SendKind.STEP, index, target.name, target.url, StepState.PENDING,
-          models.new_message_id(), models.new_callback_token())
-         for index, target in enumerate(targets)])
+    # Appended, not executed: a group commit inserts all its deliveries in one statement.
+    tx.append(_INSERT_DELIVERY, (
+        delivery_id, push.chain, DeliveryState.PENDING, push.source, now, push.text,
+        push.repository, push.tag, push.revision, push.pusher, push.redelivery_of))
+    secrets = models.new_step_secrets(len(targets))
+    for index, (target, (message_id, token)) in enumerate(zip(targets, secrets, strict=True)):
+        tx.append(_INSERT_STEP, (delivery_id, SendKind.STEP, index, target.name, target.url,
+                                 StepState.PENDING, message_id, token))
     tx.wake()
     return delivery_id
+
+
+_INSERT_DELIVERY = (
+    "INSERT INTO deliveries (id, chain, state, source, received_at, payload, repository, tag,"
+    " revision, pusher, redelivery_of) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+_INSERT_STEP = (
+    "INSERT INTO sends (delivery_id, kind, idx, name, url, state, message_id, token)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
 
 
 async def redeliver(tx: Tx, settings: config.Settings, delivery_id: str, now: float) -> str:
@@ -112,7 +118,7 @@ async def redeliver(tx: Tx, settings: config.Settings, delivery_id: str, now: fl
     configured = settings.chain(row["chain"])
     if configured is None:
         raise errors.HTTPError(409, f"chain {row['chain']!r} is no longer configured")
-    push = Push(row["chain"], json.loads(row["payload"]), source="redeliver",
+    push = Push(row["chain"], json.loads(row["payload"]), row["payload"], source="redeliver",
                 redelivery_of=delivery_id)
     return await accept(tx, push, configured.targets, now)
 
@@ -128,33 +134,49 @@ async def dispatch(tx: Tx, settings: config.Settings, lease: str, now: float,
 
 async def admit(tx: Tx, settings: config.Settings, now: float,
                 only_chain: str | None = None) -> int:
-    """Start pending deliveries, oldest first, while their chain runs fewer than `concurrency`."""
-    rows = await tx.fetch(
-        "SELECT chain, state, count(*) AS n FROM deliveries"
-        " WHERE state IN ('pending', 'running') GROUP BY chain, state")
-    pending = {r["chain"]: r["n"] for r in rows if r["state"] == DeliveryState.PENDING}
-    running = {r["chain"]: r["n"] for r in rows if r["state"] == DeliveryState.RUNNING}
+    """Start pending deliveries, oldest first, while their chain runs fewer than `concurrency`.
+
+    Costs a few index look-ups per configured chain, however long the backlog is.
+    """
+    names = [only_chain] if only_chain is not None else [c.name for c in settings.chains]
     started = 0
-    for name in sorted(pending):
-        if only_chain is not None and name != only_chain:
-            continue
+    for name in names:
         configured = settings.chain(name)
         limit = configured.concurrency if configured else 1
-        if running.get(name, 0) >= limit:
+        if await _running(tx, name) >= limit or not await tx.fetchval(
+                "SELECT id FROM deliveries WHERE state = 'pending' AND chain = $1 LIMIT 1",
+                name):
             continue
         await tx.lock(f"chain:{name}")
         # Counted again under the lock: another process may have admitted meanwhile.
-        busy = await tx.fetchval("SELECT count(*) FROM deliveries WHERE chain = $1"
-                                 " AND state = 'running'", name)
+        free = limit - await _running(tx, name)
+        if free <= 0:
+            continue
         ids = await tx.fetch(
-            "SELECT id FROM deliveries WHERE chain = $1 AND state = 'pending'"
-            " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED", name, max(limit - busy, 0))
+            "SELECT id FROM deliveries WHERE state = 'pending' AND chain = $1"
+            " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED", name, free)
         for row in ids:
             await tx.execute("UPDATE deliveries SET state = 'running', started_at = $2"
                              " WHERE id = $1", row["id"], now)
             await _start_step(tx, row["id"], 0, now)
             started += 1
     return started
+
+
+async def admit_unconfigured(tx: Tx, settings: config.Settings, now: float) -> int:
+    """Deliveries left waiting by chains no longer in the config: run them to their end."""
+    configured = {c.name for c in settings.chains}
+    rows = await tx.fetch("SELECT DISTINCT chain FROM deliveries WHERE state = 'pending'")
+    started = 0
+    for row in rows:
+        if row["chain"] not in configured:
+            started += await admit(tx, settings, now, only_chain=row["chain"])
+    return started
+
+
+async def _running(tx: Tx, chain_name: str) -> int:
+    return int(await tx.fetchval(
+        "SELECT count(*) FROM deliveries WHERE state = 'running' AND chain = $1", chain_name))
 
 
 async def claim(tx: Tx, settings: config.Settings, lease: str, now: float,

@@ -35,6 +35,7 @@ class PostgresTx:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
         self.woken = False
+        self.appended: dict[str, list[Sequence[Any]]] = {}
 
     async def execute(self, sql: str, *args: Any) -> int:
         status: str = await self.conn.execute(sql, *args)
@@ -43,6 +44,14 @@ class PostgresTx:
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self.conn.executemany(sql, rows)
+
+    def append(self, sql: str, row: Sequence[Any]) -> None:
+        self.appended.setdefault(sql, []).append(row)
+
+    async def flush(self) -> None:
+        for sql, rows in self.appended.items():
+            await self.conn.executemany(sql, rows)
+        self.appended.clear()
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return [dict(record) for record in await self.conn.fetch(sql, *args)]
@@ -113,6 +122,7 @@ class PostgresStore:
                 async with self.pool.acquire() as conn, conn.transaction():
                     tx = PostgresTx(conn)
                     result = await unit(tx)
+                    await tx.flush()
                     if tx.woken:
                         await conn.execute(f"NOTIFY {CHANNEL}")
                 if tx.woken:

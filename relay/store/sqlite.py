@@ -1,10 +1,11 @@
-"""The embedded store: one SQLite file in WAL mode, written by one thread with group commit.
+"""The embedded store: one SQLite file in WAL mode, written with group commit.
 
-sqlite3 blocks, so no SQLite call runs on the event loop. Writes go to a single writer
-thread that takes every unit queued while the previous commit was syncing and commits them
-together (each in its own SAVEPOINT, so one failing unit does not undo the others). A unit's
-awaiter is answered only after that COMMIT returned, so "written" always means "durable".
-Reads run on their own connections (WAL readers do not block the writer).
+Units are a few indexed statements (tens of µs), so they run on the event loop itself: a
+writer thread would cost more in GIL hand-offs than the statements take. What blocks is the
+COMMIT's fsync, and that runs in a thread. While one group is syncing, new units queue; they
+form the next group, each in its own SAVEPOINT so one failing unit does not undo the others.
+A unit's awaiter is answered only after its group's COMMIT returned: "written" means
+"durable". Reads run in threads on their own connections (WAL readers never block writes).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import asyncio
 import contextlib
 import fcntl
 import functools
-import queue
 import re
 import sqlite3
 import threading
@@ -63,32 +63,48 @@ def drive(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 class SqliteTx:
+    """One unit's view of the group's transaction; its SAVEPOINT opens on its first statement."""
+
     dialect = "sqlite"
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.woken = False
+        self.savepoint = False
+        self.appended: dict[str, list[Sequence[Any]]] = {}
+
+    def _run(self, sql: str, args: Sequence[Any]) -> sqlite3.Cursor:
+        if not self.savepoint:
+            self.conn.execute("SAVEPOINT unit")
+            self.savepoint = True
+        return self.conn.execute(translate(sql), args)
 
     async def execute(self, sql: str, *args: Any) -> int:
-        return self.conn.execute(translate(sql), args).rowcount
+        return self._run(sql, args).rowcount
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        if not self.savepoint:
+            self.conn.execute("SAVEPOINT unit")
+            self.savepoint = True
         self.conn.executemany(translate(sql), rows)
 
+    def append(self, sql: str, row: Sequence[Any]) -> None:
+        self.appended.setdefault(translate(sql), []).append(row)
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        cursor = self.conn.execute(translate(sql), args)
+        cursor = self._run(sql, args)
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        cursor = self.conn.execute(translate(sql), args)
+        cursor = self._run(sql, args)
         row = cursor.fetchone()
         if row is None:
             return None
         return dict(zip([column[0] for column in cursor.description], row, strict=True))
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        row = self.conn.execute(translate(sql), args).fetchone()
+        row = self._run(sql, args).fetchone()
         return None if row is None else row[0]
 
     async def lock(self, name: str) -> None:
@@ -99,14 +115,11 @@ class SqliteTx:
 
 
 class _Job:
-    __slots__ = ("error", "future", "result", "unit", "woken")
+    __slots__ = ("future", "unit")
 
     def __init__(self, unit: Unit[Any], future: asyncio.Future[Any]) -> None:
         self.unit = unit
         self.future = future
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.woken = False
 
 
 class SqliteStore:
@@ -114,12 +127,13 @@ class SqliteStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._queued: list[_Job] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-sqlite-sync")
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="relay-sqlite-read")
         self._local = threading.local()
         self._work = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._lock_file: TextIO | None = None
 
     @classmethod
@@ -129,16 +143,12 @@ class SqliteStore:
         return store
 
     async def _start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock_file = self._take_lock()
-            conn = await asyncio.to_thread(connect, self.path)
+            self._conn = await asyncio.to_thread(connect, self.path)
         except (OSError, sqlite3.Error) as exc:
             raise errors.StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
-        self._writer = threading.Thread(target=self._write_loop, args=(conn,),
-                                        name="relay-sqlite-writer", daemon=True)
-        self._writer.start()
         await self.write(migrations.migrate)
 
     def _take_lock(self) -> TextIO:
@@ -154,9 +164,12 @@ class SqliteStore:
         return lock_file
 
     async def write(self, unit: Unit[T]) -> T:
-        assert self._loop is not None, "store is not open"
-        future: asyncio.Future[T] = self._loop.create_future()
-        self._jobs.put(_Job(unit, future))
+        if self._conn is None:
+            raise errors.StoreError("the store is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queued.append(_Job(unit, future))
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit_queued())
         return await future
 
     async def read(self, unit: Unit[T]) -> T:
@@ -178,16 +191,70 @@ class SqliteStore:
         await self.read(one)
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._jobs.put(None)
-            await asyncio.to_thread(self._writer.join)
-            self._writer = None
+        if self._committer is not None:
+            await self._committer
+        conn, self._conn = self._conn, None
+        self._syncer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
+        if conn is not None:
+            conn.close()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
 
-    # -- threads ---------------------------------------------------------------------
+    # -- group commit ----------------------------------------------------------------
+
+    async def _commit_queued(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queued:
+                group, self._queued = self._queued, []
+                await self._commit_group(loop, group)
+        finally:
+            self._committer = None
+
+    async def _commit_group(self, loop: asyncio.AbstractEventLoop, group: list[_Job]) -> None:
+        conn = self._conn
+        assert conn is not None
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        appended: dict[str, list[Sequence[Any]]] = {}
+        woken = False
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in group:
+                tx = SqliteTx(conn)
+                try:
+                    outcomes.append((job, drive(job.unit(tx)), None))  # type: ignore[arg-type]
+                    woken = woken or tx.woken
+                    for sql, rows in tx.appended.items():
+                        appended.setdefault(sql, []).extend(rows)
+                except Exception as exc:  # noqa: BLE001 - handed to the unit's awaiter
+                    if tx.savepoint:
+                        conn.execute("ROLLBACK TO unit")
+                    outcomes.append((job, None, _wrapped(exc)))
+                if tx.savepoint:
+                    conn.execute("RELEASE unit")
+            for sql, rows in appended.items():
+                conn.executemany(sql, rows)
+            await loop.run_in_executor(self._syncer, conn.execute, "COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = errors.StoreError(f"writing to the SQLite database failed: {exc}")
+            failure.__cause__ = exc
+            outcomes = [(job, None, failure) for job in group]
+            woken = False
+        if woken:
+            self._work.set()
+        for job, result, error in outcomes:
+            if job.future.done():
+                continue
+            if error is not None:
+                job.future.set_exception(error)
+            else:
+                job.future.set_result(result)
+
+    # -- reads -----------------------------------------------------------------------
 
     def _read_sync(self, unit: Unit[T]) -> T:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -202,60 +269,10 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise errors.StoreError(f"reading the SQLite database failed: {exc}") from exc
 
-    def _write_loop(self, conn: sqlite3.Connection) -> None:
-        try:
-            while True:
-                first = self._jobs.get()
-                if first is None:
-                    return
-                group = [first]
-                stop = False
-                while len(group) < _MAX_GROUP:
-                    try:
-                        job = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if job is None:
-                        stop = True
-                        break
-                    group.append(job)
-                self._commit_group(conn, group)
-                if stop:
-                    return
-        finally:
-            conn.close()
 
-    def _commit_group(self, conn: sqlite3.Connection, group: list[_Job]) -> None:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for job in group:
-                conn.execute("SAVEPOINT unit")
-                tx = SqliteTx(conn)
-                try:
-                    job.result = drive(job.unit(tx))  # type: ignore[arg-type]
-                    job.woken = tx.woken
-                except Exception as exc:  # noqa: BLE001 - handed to the unit's awaiter
-                    conn.execute("ROLLBACK TO unit")
-                    job.error = exc
-                conn.execute("RELEASE unit")
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            failure = errors.StoreError(f"writing to the SQLite database failed: {exc}")
-            failure.__cause__ = exc
-            for job in group:
-                job.error, job.result = failure, None
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._settle, group)
-
-    def _settle(self, group: list[_Job]) -> None:
-        for job in group:
-            if job.woken and job.error is None:
-                self._work.set()
-            if job.future.done():
-                continue
-            if job.error is not None:
-                job.future.set_exception(job.error)
-            else:
-                job.future.set_result(job.result)
+def _wrapped(exc: Exception) -> BaseException:
+    if isinstance(exc, sqlite3.Error):
+        wrapped = errors.StoreError(f"the SQLite database refused a write: {exc}")
+        wrapped.__cause__ = exc
+        return wrapped
+    return exc

@@ -1,0 +1,141 @@
+"""Durable intake (POST /hooks/...) beside a bare aiohttp handler, in one run.
+
+    python bench/intake.py [--seconds 10] [--rounds 3]
+
+Each round loads the bare handler (parse the JSON, answer 202) and then relay (parse,
+validate against the schema, commit to SQLite, answer 202) with the same 2 KB Docker Hub
+payload, and prints req/s, p50 and p99 for both and the ratio relay/bare (medians over the
+rounds). Afterwards it counts the deliveries in relay's database: every 202 that the load
+generator counted must be there, or the run fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import signal
+import sqlite3
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from loadgen import Load, free_port, post_load, start_server
+
+TOKEN = "bench-chain-token-0123456789"
+SEED: dict[str, Any] = {
+    "callback_url": "https://registry.hub.docker.com/u/svendowideit/testhook/hook/"
+                    "2141b5bi5i5b02bec211i4eeih0242eg11000a/",
+    "push_data": {"pushed_at": 1417566161, "pusher": "trustedbuilder", "tag": "latest"},
+    "repository": {
+        "comment_count": 0, "date_created": 1417494799, "description": "",
+        "dockerfile": "#\n# BUILD\t\tdocker build -t svendowideit/apt-cacher .\n# RUN\t\tdocker"
+                      " run -d -p 3142:3142 -name apt-cacher-run apt-cacher\n#\nFROM\t\tubuntu"
+                      "\n\nVOLUME\t\t[/var/cache/apt-cacher-ng]\nRUN\t\tapt-get update ; "
+                      "apt-get install -yq apt-cacher-ng\n\nEXPOSE \t\t3142\nCMD\t\tchmod 777 "
+                      "/var/cache/apt-cacher-ng ; /etc/init.d/apt-cacher-ng start\n",
+        "full_description": "Docker Hub based automated build from a GitHub repo",
+        "is_official": False, "is_private": True, "is_trusted": True, "name": "testhook",
+        "namespace": "svendowideit", "owner": "svendowideit",
+        "repo_name": "svendowideit/testhook",
+        "repo_url": "https://registry.hub.docker.com/u/svendowideit/testhook/",
+        "star_count": 0, "status": "Active",
+    },
+}
+
+
+def payload(size: int = 2048) -> bytes:
+    """The seed push, its description padded so that the body is `size` bytes."""
+    document = copy.deepcopy(SEED)
+    base = len(json.dumps(document).encode())
+    document["repository"]["full_description"] += " " * max(0, size - base)
+    return json.dumps(document).encode()
+
+
+def relay_config(port: int) -> str:
+    # The target is unreachable and retried hourly, so relay's worker stays quiet and the
+    # run measures intake alone; deliveries pile up as the backlog.
+    return f"""
+[server]
+port = {port}
+public_url = "http://127.0.0.1:{port}"
+admin_token = "bench-admin-token-0123456789"
+[store]
+url = "sqlite:///data/relay.db"
+[[chain]]
+name = "bench"
+token = "{TOKEN}"
+  [[chain.target]]
+  name = "ci"
+  url = "http://127.0.0.1:9/hook"
+  backoff_initial = 3600
+"""
+
+
+def run_relay(body: bytes, seconds: float) -> Load:
+    with tempfile.TemporaryDirectory() as folder:
+        port = free_port()
+        config = Path(folder) / "relay.toml"
+        config.write_text(relay_config(port))
+        with open(Path(folder) / "relay.log", "wb") as log:
+            process = start_server(
+                [sys.executable, "-m", "relay", "serve", "--config", str(config)], port,
+                cwd=folder, stdout=log, stderr=log)
+            try:
+                load = post_load(f"http://127.0.0.1:{port}/hooks/bench/{TOKEN}", body,
+                                 seconds)
+            finally:
+                process.send_signal(signal.SIGTERM)
+                process.wait(30)
+        with sqlite3.connect(Path(folder) / "data" / "relay.db") as db:
+            stored = db.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+    if stored < load.ok:
+        raise SystemExit(f"DURABILITY FAILURE: {load.ok} answers were 202 but only {stored} "
+                         "deliveries are in the database")
+    print(f"  relay: {load.ok} accepted, {stored} stored: every 202 is durable")
+    return load
+
+
+def run_bare(body: bytes, seconds: float) -> Load:
+    port = free_port()
+    process = start_server([sys.executable, str(Path(__file__).parent / "bare.py"),
+                            "intake", str(port)], port)
+    try:
+        return post_load(f"http://127.0.0.1:{port}/hooks", body, seconds)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def median(loads: list[Load], field: str) -> float:
+    return float(statistics.median(getattr(load, field) for load in loads))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    body = payload()
+    bare: list[Load] = []
+    relay: list[Load] = []
+    for round_ in range(1, args.rounds + 1):
+        print(f"round {round_}/{args.rounds}", file=sys.stderr)
+        bare.append(run_bare(body, args.seconds))
+        relay.append(run_relay(body, args.seconds))
+    print(f"\nintake, {len(body)} B payload, 50 connections, {args.seconds:g} s x "
+          f"{args.rounds} rounds (medians)")
+    print(f"{'server':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    for name, loads in (("bare aiohttp (parse, 202)", bare),
+                        ("relay (validate, commit)", relay)):
+        print(f"{name:<28}{median(loads, 'requests_per_second'):>10.0f}"
+              f"{median(loads, 'p50_ms'):>10.2f}{median(loads, 'p99_ms'):>10.2f}")
+    ratio = median(relay, "requests_per_second") / median(bare, "requests_per_second")
+    print(f"ratio relay/bare: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
