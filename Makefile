@@ -16,7 +16,7 @@ run: $(STAMP)
 	$(BIN)/relay serve --config relay.toml
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=5
 
 lint: $(STAMP)
 	$(BIN)/ruff check relay tests bench

@@ -176,5 +176,5 @@ def _outcome(decision: chain.Decision) -> str:
             return "awaiting_callback"
         case chain.Settle(state=state):
             return str(state)
-        case chain.Ignore():
-            return "ignored"
+        case chain.Ignore(reason=reason):
+            return reason

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import io
+import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from support import Relay, Reply, Target, free_socket, render_config
 
@@ -19,9 +22,42 @@ def log_lines() -> io.StringIO:
     return buffer
 
 
-@pytest.fixture
-def store_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/relay.db"
+POSTGRES_URL = os.environ.get("RELAY_TEST_POSTGRES",
+                              "postgresql://postgres@127.0.0.1:5432/test")
+_postgres_reachable: bool | None = None
+
+
+async def _postgres_available() -> bool:
+    global _postgres_reachable
+    if _postgres_reachable is None:
+        try:
+            conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
+            await conn.close()
+            _postgres_reachable = True
+        except (OSError, asyncpg.PostgresError):
+            _postgres_reachable = False
+    return _postgres_reachable
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Every test that runs a relay runs on both stores: a new SQLite file, or a new schema
+    in PostgreSQL's `test` database (skipped where no PostgreSQL answers, unless
+    RELAY_REQUIRE_POSTGRES=1, as CI sets it)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/relay.db"
+        return
+    if not await _postgres_available():
+        if os.environ.get("RELAY_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL does not answer at {POSTGRES_URL}")
+        pytest.skip(f"PostgreSQL does not answer at {POSTGRES_URL}")
+    schema = f"relay_test_{uuid.uuid4().hex[:12]}"
+    yield f"{POSTGRES_URL}?schema={schema}"
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
 
 
 StartTarget = Callable[..., Awaitable[Target]]

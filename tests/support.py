@@ -279,6 +279,17 @@ class Relay:
         return await wait_until(finished, timeout=timeout,
                                 what=f"delivery {delivery_id} to be {'/'.join(wanted)}")
 
+    async def wait_for_attempts(self, delivery_id: str, index: int, count: int,
+                                timeout: float = 10.0) -> dict[str, Any]:
+        """Until step `index` has `count` attempts recorded: a callback can settle a step
+        (and end the delivery) before relay has recorded the answer to its own POST."""
+        async def recorded() -> dict[str, Any] | None:
+            found = await self.delivery(delivery_id)
+            return found if len(found["steps"][index]["attempts"]) >= count else None
+
+        return await wait_until(recorded, timeout=timeout,
+                                what=f"{count} attempts of step {index} of {delivery_id}")
+
     async def wait_for_step(self, delivery_id: str, index: int, state: str,
                             timeout: float = 10.0) -> dict[str, Any]:
         async def reached() -> dict[str, Any] | None:

@@ -93,7 +93,9 @@ async def test_a_delivery_shows_every_attempt_and_callback(start_relay: StartRel
     ci = await start_target(Reply(callback="success", description="387 tests PASSED"))
     relay = await start_relay(ci)
 
-    done = await relay.wait_for(await relay.push())
+    delivery_id = await relay.push()
+    await relay.wait_for(delivery_id)
+    done = await relay.wait_for_attempts(delivery_id, 0, 1)
 
     assert set(done) >= {"id", "chain", "state", "received_at", "finished_at", "payload",
                          "steps", "upstream"}

@@ -42,9 +42,11 @@ async def test_a_chain_run_logs_each_step_of_the_way(start_relay: StartRelay,
         assert event["chain"] == "main"
         assert event["timestamp"].endswith("Z")
     attempts = [e for e in mine if e["event"] == "attempt"]
-    assert [(e["step"], e["target"], e["status"], e["outcome"]) for e in attempts] == [
-        (0, "t0", 503, "retry"), (0, "t0", 200, "awaiting_callback"),
-        (1, "t1", 200, "awaiting_callback")]
+    assert [(e["step"], e["target"], e["status"]) for e in attempts] == [
+        (0, "t0", 503), (0, "t0", 200), (1, "t1", 200)]
+    # The callback may be in before relay records the 200 it answers.
+    assert attempts[0]["outcome"] == "retry"
+    assert {e["outcome"] for e in attempts[1:]} <= {"awaiting_callback", "already success"}
     assert next(e for e in mine if e["event"] == "chain.finished")["state"] == "success"
 
     callback_tokens = [r.json["callback_url"].rsplit("/", 1)[1]

@@ -241,7 +241,7 @@ async def record_attempt(tx: Tx, settings: config.Settings, claimed: Claimed, wo
         worker)
     if send["lease"] != claimed.lease:
         # Settled by a callback meanwhile, or taken over after our lease ran out.
-        return _applied(send, claimed.chain, chain.Ignore("the lease was lost"))
+        return _applied(send, claimed.chain, chain.Ignore(_lost_lease(send)))
     send["attempts"] = attempt
     return await _apply(tx, settings, send, claimed.chain, chain.Attempted(answer), now)
 
@@ -251,8 +251,14 @@ async def expire(tx: Tx, settings: config.Settings, claimed: Claimed, now: float
     await _lock_delivery(tx, claimed.delivery_id)
     send = await _send(tx, claimed.id)
     if send["lease"] != claimed.lease:
-        return _applied(send, claimed.chain, chain.Ignore("the lease was lost"))
+        return _applied(send, claimed.chain, chain.Ignore(_lost_lease(send)))
     return await _apply(tx, settings, send, claimed.chain, chain.CallbackOverdue(), now)
+
+
+def _lost_lease(send: Row) -> str:
+    if StepState(send["state"]) in models.FINAL_STEP_STATES:
+        return f"already {send['state']}"
+    return "taken over by another worker"
 
 
 async def release(tx: Tx, claimed: Claimed, worker: str, now: float) -> None:
