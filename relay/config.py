@@ -98,10 +98,11 @@ class Settings:
 
     @property
     def lease_seconds(self) -> float:
-        """How long a claimed send stays with one process: its longest attempt plus slack."""
+        """How long a claimed send stays with one process: its longest attempt, plus slack
+        for recording the answer. Past it, another process may send it again."""
         timeouts = [self.delivery.policy.timeout]
         timeouts += [t.policy.timeout for c in self.chains for t in c.targets]
-        return max(timeouts) + 30.0
+        return max(timeouts) + 10.0
 
 
 def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Settings:

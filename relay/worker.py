@@ -52,6 +52,7 @@ class Worker:
         await self.store.write(
             lambda tx: deliveries.admit_unconfigured(tx, self.settings, self.clock()))
         self._loop_task = asyncio.create_task(self._run(), name="relay-worker")
+        logs.get().info("worker.started", worker=self.id, capacity=self.capacity)
 
     async def stop(self, grace: float) -> None:
         """Stop claiming; let sends in flight finish within `grace`; give the rest back."""
@@ -69,7 +70,7 @@ class Worker:
         for claimed in left:
             try:
                 await self.store.write(functools.partial(
-                    deliveries.release, claimed=claimed, worker=self.id, now=self.clock()))
+                    deliveries.release, claimed=claimed, now=self.clock()))
             except errors.StoreError as exc:
                 logs.get().warning("worker.release_failed", delivery=claimed.delivery_id,
                                    error=str(exc))
@@ -121,8 +122,8 @@ class Worker:
             at = self.clock()
             answer = await self._send(claimed, at)
             applied = await self.store.write(
-                lambda tx: deliveries.record_attempt(tx, self.settings, claimed, self.id,
-                                                     answer, at, self.clock()))
+                lambda tx: deliveries.record_attempt(tx, self.settings, claimed, answer,
+                                                     self.clock()))
         except errors.StoreError as exc:
             # The lease runs out and the send becomes due again: nothing is lost.
             logs.get().error("worker.store_failed", delivery=claimed.delivery_id,

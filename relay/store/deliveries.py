@@ -181,18 +181,32 @@ async def _running(tx: Tx, chain_name: str) -> int:
 
 async def claim(tx: Tx, settings: config.Settings, lease: str, now: float,
                 limit: int) -> list[Claimed]:
-    """Take up to `limit` due sends under `lease` until now + lease_seconds."""
+    """Take up to `limit` due sends under `lease` until now + lease_seconds.
+
+    Each send to be POSTed gets its attempt recorded now, before it goes out, so that the
+    history shows every send, even one whose process dies before the answer comes.
+    """
     due = await tx.fetch(
         "SELECT id, state, lease, attempts FROM sends WHERE due_at <= $1"
         " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit)
     if not due:
         return []
+    worker = worker_of(lease)
     for row in due:
-        if row["lease"] is not None and row["state"] == StepState.SENDING:
-            await _record_lost_lease(tx, row, now)
+        if row["state"] != StepState.SENDING:
+            continue
+        if row["lease"] is not None:
+            await tx.execute(
+                "UPDATE attempts SET error = $3 WHERE send_id = $1 AND n = $2"
+                " AND status IS NULL AND error IS NULL", row["id"], row["attempts"],
+                f"no answer recorded: {worker_of(row['lease'])} stopped during this attempt"
+                " (its lease ran out)")
+        tx.append("INSERT INTO attempts (send_id, n, at, worker) VALUES ($1, $2, $3, $4)",
+                  (row["id"], row["attempts"] + 1, now, worker))
     ids = [row["id"] for row in due]
     rows = await tx.fetch(
-        f"UPDATE sends SET lease = $1, due_at = $2 WHERE id IN ({placeholders(3, len(ids))})"
+        f"UPDATE sends SET lease = $1, due_at = $2, attempts = CASE WHEN state = 'sending'"
+        f" THEN attempts + 1 ELSE attempts END WHERE id IN ({placeholders(3, len(ids))})"
         " RETURNING id, delivery_id, kind, idx, name, url, state, message_id, token, body,"
         " insecure, attempts",
         lease, now + settings.lease_seconds, *ids)
@@ -209,40 +223,29 @@ async def claim(tx: Tx, settings: config.Settings, lease: str, now: float,
                 token=row["token"], body=row["body"],
                 payload=deliveries[row["delivery_id"]]["payload"]
                 if row["kind"] == SendKind.STEP else None,
-                insecure=bool(row["insecure"]), attempt=row["attempts"] + 1, lease=lease)
+                insecure=bool(row["insecure"]), attempt=row["attempts"], lease=lease)
         for row in sorted(rows, key=lambda r: r["id"])]
 
 
-async def _record_lost_lease(tx: Tx, row: Row, now: float) -> None:
-    """The process holding this send stopped mid-attempt: say so, then send it again."""
-    worker = str(row["lease"]).rsplit("#", 1)[0]
-    attempt = row["attempts"] + 1
-    await tx.execute("UPDATE sends SET attempts = $2 WHERE id = $1", row["id"], attempt)
-    await tx.execute(
-        "INSERT INTO attempts (send_id, n, at, status, duration_ms, error, worker)"
-        " VALUES ($1, $2, $3, NULL, 0, $4, $5)",
-        row["id"], attempt, now,
-        f"no answer recorded: {worker} stopped during this attempt (its lease ran out)",
-        worker)
+def worker_of(lease: str) -> str:
+    """The process a lease `worker#n` belongs to."""
+    return lease.rsplit("#", 1)[0]
 
 
-async def record_attempt(tx: Tx, settings: config.Settings, claimed: Claimed, worker: str,
-                         answer: chain.Answer, at: float, now: float) -> Applied:
-    """Keep one attempt in the history and move the send (and its chain) on from it."""
+async def record_attempt(tx: Tx, settings: config.Settings, claimed: Claimed,
+                         answer: chain.Answer, now: float) -> Applied:
+    """Complete the attempt's record with its answer and move the send (and its chain) on."""
     await _lock_delivery(tx, claimed.delivery_id)
-    send = await _send(tx, claimed.id)
-    attempt = send["attempts"] + 1
-    await tx.execute("UPDATE sends SET attempts = $2, status = $3 WHERE id = $1",
-                     claimed.id, attempt, answer.status)
     await tx.execute(
-        "INSERT INTO attempts (send_id, n, at, status, duration_ms, error, worker)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        claimed.id, attempt, at, answer.status, round(answer.duration_ms, 3), answer.error,
-        worker)
+        "UPDATE attempts SET status = $3, duration_ms = $4, error = $5"
+        " WHERE send_id = $1 AND n = $2",
+        claimed.id, claimed.attempt, answer.status, round(answer.duration_ms, 3),
+        answer.error)
+    send = await _send(tx, claimed.id)
     if send["lease"] != claimed.lease:
         # Settled by a callback meanwhile, or taken over after our lease ran out.
         return _applied(send, claimed.chain, chain.Ignore(_lost_lease(send)))
-    send["attempts"] = attempt
+    await tx.execute("UPDATE sends SET status = $2 WHERE id = $1", claimed.id, answer.status)
     return await _apply(tx, settings, send, claimed.chain, chain.Attempted(answer), now)
 
 
@@ -261,19 +264,17 @@ def _lost_lease(send: Row) -> str:
     return "taken over by another worker"
 
 
-async def release(tx: Tx, claimed: Claimed, worker: str, now: float) -> None:
+async def release(tx: Tx, claimed: Claimed, now: float) -> None:
     """Give back an unfinished send at shutdown so that the next start sends it at once."""
     await _lock_delivery(tx, claimed.delivery_id)
     send = await _send(tx, claimed.id)
     if send["lease"] != claimed.lease:
         return
     if send["state"] == StepState.SENDING:
-        attempt = send["attempts"] + 1
-        await tx.execute("UPDATE sends SET attempts = $2 WHERE id = $1", claimed.id, attempt)
         await tx.execute(
-            "INSERT INTO attempts (send_id, n, at, status, duration_ms, error, worker)"
-            " VALUES ($1, $2, $3, NULL, 0, $4, $5)", claimed.id, attempt, now,
-            "relay stopped before the target answered", worker)
+            "UPDATE attempts SET error = $3 WHERE send_id = $1 AND n = $2"
+            " AND status IS NULL AND error IS NULL", claimed.id, claimed.attempt,
+            "no answer recorded: relay stopped before the target answered")
     await tx.execute("UPDATE sends SET lease = NULL, due_at = $2 WHERE id = $1",
                      claimed.id, now)
     tx.wake()

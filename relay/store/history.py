@@ -144,9 +144,12 @@ async def _attempts_of(tx: Tx, send_ids: list[int]) -> dict[int, list[dict[str, 
         *send_ids)
     grouped: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
+        error = row["error"]
+        if row["status"] is None and error is None:
+            error = "no answer recorded"
         grouped.setdefault(row["send_id"], []).append({
             "at": iso(row["at"]), "status": row["status"],
-            "duration_ms": row["duration_ms"], "error": row["error"]})
+            "duration_ms": row["duration_ms"], "error": error})
     return grouped
 
 

@@ -69,7 +69,7 @@ MIGRATIONS: list[list[str]] = [
             n INTEGER NOT NULL,
             at DOUBLE PRECISION NOT NULL,
             status INTEGER,
-            duration_ms DOUBLE PRECISION NOT NULL,
+            duration_ms DOUBLE PRECISION,
             error TEXT,
             worker TEXT NOT NULL,
             PRIMARY KEY (send_id, n)

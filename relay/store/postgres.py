@@ -30,44 +30,68 @@ _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 class PostgresTx:
+    """One unit's view of a group's transaction; its SAVEPOINT opens on its first statement."""
+
     dialect = "postgres"
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
         self.woken = False
+        self.savepoint = False
         self.appended: dict[str, list[Sequence[Any]]] = {}
 
+    async def _begin(self) -> None:
+        if not self.savepoint:
+            await self.conn.execute("SAVEPOINT unit")
+            self.savepoint = True
+
     async def execute(self, sql: str, *args: Any) -> int:
+        await self._begin()
         status: str = await self.conn.execute(sql, *args)
         count = status.rsplit(" ", 1)[-1]
         return int(count) if count.isdigit() else 0
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._begin()
         await self.conn.executemany(sql, rows)
 
     def append(self, sql: str, row: Sequence[Any]) -> None:
         self.appended.setdefault(sql, []).append(row)
 
-    async def flush(self) -> None:
-        for sql, rows in self.appended.items():
-            await self.conn.executemany(sql, rows)
-        self.appended.clear()
-
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        await self._begin()
         return [dict(record) for record in await self.conn.fetch(sql, *args)]
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        await self._begin()
         record = await self.conn.fetchrow(sql, *args)
         return None if record is None else dict(record)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
+        await self._begin()
         return await self.conn.fetchval(sql, *args)
 
     async def lock(self, name: str) -> None:
+        await self._begin()
         await self.conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(name))
 
     def wake(self) -> None:
         self.woken = True
+
+
+class _ReadTx(PostgresTx):
+    """A read-only snapshot needs no savepoints."""
+
+    async def _begin(self) -> None:
+        pass
+
+
+class _Job:
+    __slots__ = ("future", "unit")
+
+    def __init__(self, unit: Unit[Any], future: asyncio.Future[Any]) -> None:
+        self.unit = unit
+        self.future = future
 
 
 def lock_key(name: str) -> int:
@@ -85,12 +109,20 @@ def split_schema(url: str) -> tuple[str, str | None]:
 
 
 class PostgresStore:
+    """Group commit as on SQLite: up to COMMITTERS transactions at once, each taking every
+    unit queued meanwhile (each unit in its own SAVEPOINT). A NOTIFY serialises commits in
+    PostgreSQL, and each commit waits for a WAL flush: both are paid once per group."""
+
     dialect = "postgres"
+    COMMITTERS = 4
+    GROUP_LIMIT = 256
 
     def __init__(self, pool: asyncpg.Pool, listener: asyncpg.Connection | None) -> None:
         self.pool = pool
         self.listener = listener
         self._work = asyncio.Event()
+        self._queued: list[_Job] = []
+        self._committers: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(cls, url: str, pool_size: int = 10) -> PostgresStore:
@@ -117,29 +149,99 @@ class PostgresStore:
         self._work.set()
 
     async def write(self, unit: Unit[T]) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queued.append(_Job(unit, future))
+        if len(self._committers) < self.COMMITTERS:
+            committer = asyncio.create_task(self._commit_queued())
+            self._committers.add(committer)
+            committer.add_done_callback(self._committers.discard)
+        return await future
+
+    async def _commit_queued(self) -> None:
+        while self._queued:
+            group = self._queued[: self.GROUP_LIMIT]
+            del self._queued[: self.GROUP_LIMIT]
+            retry_alone = await self._commit_group(group)
+            for job in retry_alone:
+                await self._commit_alone(job)
+
+    async def _commit_group(self, group: list[_Job]) -> list[_Job]:
+        """Commit a group; the units that hit a deadlock or a serialization failure are
+        returned, to run again each in a transaction of its own."""
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        retry_alone: list[_Job] = []
+        woken = False
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                appended: dict[str, list[Sequence[Any]]] = {}
+                for job in group:
+                    tx = PostgresTx(conn)
+                    try:
+                        result = await job.unit(tx)
+                    except _RETRYABLE:
+                        await conn.execute("ROLLBACK TO SAVEPOINT unit")
+                        retry_alone.append(job)
+                    except _DRIVER_ERRORS as exc:
+                        if not isinstance(exc, asyncpg.PostgresError) or not tx.savepoint:
+                            raise
+                        await conn.execute("ROLLBACK TO SAVEPOINT unit")
+                        outcomes.append((job, None, _wrapped(exc)))
+                    except Exception as exc:  # noqa: BLE001 - handed to the unit's awaiter
+                        if tx.savepoint:
+                            await conn.execute("ROLLBACK TO SAVEPOINT unit")
+                        outcomes.append((job, None, exc))
+                    else:
+                        if tx.savepoint:
+                            await conn.execute("RELEASE SAVEPOINT unit")
+                        outcomes.append((job, result, None))
+                        woken = woken or tx.woken
+                        for sql, rows in tx.appended.items():
+                            appended.setdefault(sql, []).extend(rows)
+                for sql, rows in appended.items():
+                    await conn.executemany(sql, rows)
+                if woken:
+                    await conn.execute(f"NOTIFY {CHANNEL}")
+        except _DRIVER_ERRORS as exc:
+            failure = errors.StoreError(f"writing to PostgreSQL failed: {exc}")
+            failure.__cause__ = exc
+            outcomes = [(job, None, failure) for job in group if job not in retry_alone]
+            woken = False
+        if woken:
+            self._work.set()
+        _settle(outcomes)
+        return retry_alone
+
+    async def _commit_alone(self, job: _Job) -> None:
         for attempt in range(_RETRIES):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     tx = PostgresTx(conn)
-                    result = await unit(tx)
-                    await tx.flush()
+                    result = await job.unit(tx)
+                    for sql, rows in tx.appended.items():
+                        await conn.executemany(sql, rows)
                     if tx.woken:
                         await conn.execute(f"NOTIFY {CHANNEL}")
-                if tx.woken:
-                    self._work.set()
-                return result
             except _RETRYABLE as exc:
                 if attempt == _RETRIES - 1:
-                    raise errors.StoreError(f"PostgreSQL kept aborting: {exc}") from exc
+                    _settle([(job, None, _wrapped(exc))])
+                    return
+                continue
             except _DRIVER_ERRORS as exc:
-                raise errors.StoreError(f"writing to PostgreSQL failed: {exc}") from exc
-        raise AssertionError("unreachable")
+                _settle([(job, None, _wrapped(exc))])
+                return
+            except Exception as exc:  # noqa: BLE001 - handed to the unit's awaiter
+                _settle([(job, None, exc)])
+                return
+            if tx.woken:
+                self._work.set()
+            _settle([(job, result, None)])
+            return
 
     async def read(self, unit: Unit[T]) -> T:
         try:
             async with self.pool.acquire() as conn, conn.transaction(
                     isolation="repeatable_read", readonly=True):
-                return await unit(PostgresTx(conn))
+                return await unit(_ReadTx(conn))
         except _DRIVER_ERRORS as exc:
             raise errors.StoreError(f"reading from PostgreSQL failed: {exc}") from exc
 
@@ -159,6 +261,26 @@ class PostgresStore:
             raise errors.StoreError(f"PostgreSQL does not answer: {exc}") from exc
 
     async def close(self) -> None:
+        if self._committers:
+            await asyncio.gather(*self._committers)
         if self.listener is not None:
             await self.listener.close()
         await self.pool.close()
+
+
+def _settle(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    for job, result, error in outcomes:
+        if job.future.done():
+            continue
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(result)
+
+
+def _wrapped(exc: BaseException) -> BaseException:
+    if isinstance(exc, _DRIVER_ERRORS):
+        wrapped = errors.StoreError(f"PostgreSQL refused a write: {exc}")
+        wrapped.__cause__ = exc
+        return wrapped
+    return exc

@@ -1,0 +1,175 @@
+"""The store contract, on SQLite and PostgreSQL alike: claims, leases, admission, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from support import SEED_TAG_PUSH
+
+from relay import chain, config, errors
+from relay.models import CallbackState, StepState
+from relay.store import Store, Tx, deliveries, migrations, open_store
+
+TEXT = '{"push_data": {"tag": "latest"}, "repository": {"repo_name": "a/b"}}'
+
+
+def _settings(concurrency: int = 1, timeout: float = 1.0) -> config.Settings:
+    policy = config.Policy(timeout=timeout, attempts=3, backoff_initial=0.01,
+                           backoff_max=0.01)
+    target = config.Target(name="ci", url="http://127.0.0.1:9/hook", policy=policy)
+    main = config.Chain(name="main", token="x" * 16, targets=(target, target),
+                        concurrency=concurrency)
+    return config.Settings(chains=(main,))
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = await open_store(store_url)
+    yield opened
+    await opened.close()
+
+
+async def _accept(store: Store, settings: config.Settings, now: float = 1000.0) -> str:
+    push = deliveries.Push("main", dict(SEED_TAG_PUSH), TEXT)
+    return await store.write(
+        lambda tx: deliveries.accept(tx, push, settings.chains[0].targets[:1], now))
+
+
+async def _dispatch(store: Store, settings: config.Settings, lease: str, now: float,
+                    limit: int = 10) -> list[deliveries.Claimed]:
+    claimed, _ = await store.write(
+        lambda tx: deliveries.dispatch(tx, settings, lease, now, limit))
+    return claimed
+
+
+async def test_migrations_are_idempotent(store: Store) -> None:
+    version = await store.write(migrations.migrate)
+    assert version == len(migrations.MIGRATIONS)
+    assert await store.write(migrations.migrate) == version
+
+
+async def test_a_due_send_is_claimed_once_until_its_lease_runs_out(store: Store) -> None:
+    settings = _settings()
+    await _accept(store, settings)
+
+    first = await _dispatch(store, settings, "a#1", now=1000.0)
+    again = await _dispatch(store, settings, "b#1", now=1001.0)
+    after_lease = await _dispatch(store, settings, "b#2",
+                                  now=1000.0 + settings.lease_seconds + 1)
+
+    assert [c.lease for c in first] == ["a#1"]
+    assert again == []
+    assert [(c.id, c.lease, c.attempt) for c in after_lease] == [(first[0].id, "b#2", 2)]
+
+    async def attempts(tx: Tx) -> list[Any]:
+        return await tx.fetch("SELECT n, status, error, worker FROM attempts ORDER BY n")
+
+    lost, current = await store.read(attempts)
+    assert (lost["n"], lost["worker"], lost["status"]) == (1, "a", None)
+    assert "a stopped during this attempt (its lease ran out)" in lost["error"]
+    assert (current["n"], current["worker"], current["error"]) == (2, "b", None)
+
+
+async def test_an_answer_after_the_lease_was_lost_changes_nothing(store: Store) -> None:
+    settings = _settings()
+    await _accept(store, settings)
+    (mine,) = await _dispatch(store, settings, "a#1", now=1000.0)
+    (theirs,) = await _dispatch(store, settings, "b#1", now=1000.0 + settings.lease_seconds + 1)
+    answer = chain.Answer(503, None, 1.0)
+
+    late = await store.write(lambda tx: deliveries.record_attempt(
+        tx, settings, mine, answer, 1001.0))
+    current = await store.write(lambda tx: deliveries.record_attempt(
+        tx, settings, theirs, chain.Answer(200, None, 1.0), 1050.0))
+
+    assert isinstance(late.decision, chain.Ignore)
+    assert isinstance(current.decision, chain.Await)
+
+
+async def test_admission_respects_chain_concurrency(store: Store) -> None:
+    settings = _settings(concurrency=2)
+    ids = [await _accept(store, settings) for _ in range(5)]
+
+    claimed = await _dispatch(store, settings, "a#1", now=1000.0)
+
+    assert sorted(c.delivery_id for c in claimed) == ids[:2]
+
+    async def states(tx: Tx) -> list[str]:
+        rows = await tx.fetch("SELECT state FROM deliveries ORDER BY id")
+        return [row["state"] for row in rows]
+
+    assert await store.read(states) == ["running", "running", "pending", "pending",
+                                        "pending"]
+
+
+async def test_a_failing_unit_does_not_undo_its_group(store: Store) -> None:
+    settings = _settings()
+
+    async def refuse(tx: Tx) -> None:
+        await tx.execute("UPDATE deliveries SET state = 'error'")
+        raise errors.HTTPError(409, "no")
+
+    results = await asyncio.gather(
+        _accept(store, settings), store.write(refuse), _accept(store, settings),
+        return_exceptions=True)
+
+    assert isinstance(results[1], errors.HTTPError)
+
+    async def states(tx: Tx) -> list[str]:
+        return [r["state"] for r in await tx.fetch("SELECT state FROM deliveries")]
+
+    assert await store.read(states) == ["pending", "pending"]
+
+
+async def test_a_callback_settles_a_step_that_is_still_being_sent(store: Store) -> None:
+    settings = _settings()
+    delivery_id = await _accept(store, settings)
+    (claimed,) = await _dispatch(store, settings, "a#1", now=1000.0)
+    assert claimed.token is not None
+    token = claimed.token
+
+    applied = await store.write(lambda tx: deliveries.callback(
+        tx, settings, token, deliveries.Callback(CallbackState.SUCCESS), 1000.5))
+    answered = await store.write(lambda tx: deliveries.record_attempt(
+        tx, settings, claimed, chain.Answer(200, None, 1.0), 1001.0))
+
+    assert applied.finished == "success"
+    assert answered.decision == chain.Ignore("already success")
+
+    async def step(tx: Tx) -> Any:
+        return await tx.fetchrow("SELECT state, attempts FROM sends WHERE delivery_id = $1",
+                                 delivery_id)
+
+    assert await store.read(step) == {"state": StepState.SUCCESS, "attempts": 1}
+
+
+async def test_two_stores_on_one_database_never_claim_the_same_send(store_url: str) -> None:
+    if not store_url.startswith("postgresql"):
+        pytest.skip("one SQLite file serves one process")
+    settings = _settings(concurrency=50)
+    first, second = await open_store(store_url), await open_store(store_url)
+    try:
+        for _ in range(40):
+            await _accept(first, settings)
+        claims = await asyncio.gather(*(
+            _dispatch(store, settings, f"{name}#{n}", now=1000.0, limit=3)
+            for n in range(10) for name, store in (("a", first), ("b", second))))
+        ids = [c.id for batch in claims for c in batch]
+        assert len(ids) == len(set(ids)) == 40
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_second_process_on_a_sqlite_file_is_refused(store_url: str) -> None:
+    if not store_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL is shared on purpose")
+    first = await open_store(store_url)
+    try:
+        with pytest.raises(errors.StoreError, match="another relay process is using"):
+            await open_store(store_url)
+    finally:
+        await first.close()
