@@ -7,7 +7,7 @@ import time
 from aiohttp import web
 
 from relay import errors, httpkit, logs, models, schemas, worker
-from relay.appkeys import SETTINGS, STORE
+from relay.appkeys import SETTINGS, STORE, WORKER
 from relay.store import deliveries
 
 
@@ -25,8 +25,12 @@ async def receive(request: web.Request) -> web.Response:
         target_url=document.get("target_url"),
     )
     token = request.match_info["token"]
+    # The step this callback starts goes straight to this process's worker.
+    relay_worker = request.app[WORKER]
+    handoff = relay_worker.handoff_lease()
     applied = await request.app[STORE].write(
-        lambda tx: deliveries.callback(tx, settings, token, verdict, time.time()))
+        lambda tx: deliveries.callback(tx, settings, token, verdict, time.time(), handoff))
+    relay_worker.take(applied.handoff)
     logs.get().info("callback", delivery=applied.delivery_id, chain=applied.chain,
                     step=applied.idx, target=applied.name, state=verdict.state,
                     description=verdict.description)

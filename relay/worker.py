@@ -14,7 +14,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import aiohttp
 
@@ -24,6 +24,9 @@ from relay.store import Store, deliveries
 
 POLL_SECONDS = 5.0
 """The longest a worker sleeps without looking at the store (a safety net: writes wake it)."""
+NOTICE_SHARE = 0.25
+"""End-of-chain notices (upstream reports, hooks) use at most this share of the POSTs in
+flight, so that a slow or unreachable hook host never holds up chain steps."""
 
 
 def worker_id() -> str:
@@ -40,6 +43,7 @@ class Worker:
         self.clock = clock
         self.id = worker_id()
         self.capacity = settings.delivery.max_connections
+        self.notice_capacity = max(1, int(self.capacity * NOTICE_SHARE))
         self._claims: dict[asyncio.Task[None], deliveries.Claimed] = {}
         self._leases = itertools.count(1)
         self._stopping = False
@@ -80,29 +84,44 @@ class Worker:
     def in_flight(self) -> int:
         return len(self._claims)
 
+    def handoff_lease(self) -> str | None:
+        """A lease under which a unit may start the next step for this worker directly, or
+        None when the worker is full or stopping (the step then waits for a dispatch)."""
+        if self._stopping or len(self._claims) >= self.capacity:
+            return None
+        return f"{self.id}#{next(self._leases)}"
+
+    def take(self, claimed: Sequence[deliveries.Claimed]) -> None:
+        """Send what a unit claimed for this worker."""
+        for item in claimed:
+            task = asyncio.create_task(self._handle(item))
+            self._claims[task] = item
+            task.add_done_callback(self._done)
+
     async def _run(self) -> None:
         while not self._stopping:
+            notices = sum(c.kind is not SendKind.STEP for c in self._claims.values())
             free = self.capacity - len(self._claims)
+            free_notices = min(free, self.notice_capacity - notices)
             lease = f"{self.id}#{next(self._leases)}"
             now = self.clock()
             try:
                 claimed, next_due = await self.store.write(functools.partial(
                     deliveries.dispatch, settings=self.settings, lease=lease, now=now,
-                    limit=free))
+                    steps=free, notices=free_notices))
             except errors.StoreError as exc:
                 logs.get().error("worker.store_failed", error=str(exc))
                 await self.store.wait_for_work(1.0)
                 continue
-            for item in claimed:
-                task = asyncio.create_task(self._handle(item))
-                self._claims[task] = item
-                task.add_done_callback(self._done)
-            if claimed and len(claimed) == free:
+            self.take(claimed)
+            if claimed and len(claimed) >= free:
                 continue
             if free <= 0 or next_due is None:
                 wait = POLL_SECONDS
             else:
                 wait = min(max(next_due - self.clock(), 0.0), POLL_SECONDS)
+            logs.get().debug("worker.dispatched", lease=lease, free=free, claimed=len(claimed),
+                             next_due=next_due and round(next_due - now, 3), wait=round(wait, 3))
             if wait > 0:
                 await self.store.wait_for_work(wait)
 
@@ -115,15 +134,18 @@ class Worker:
     async def _handle(self, claimed: deliveries.Claimed) -> None:
         try:
             if claimed.state is StepState.AWAITING_CALLBACK:
-                applied = await self.store.write(
-                    lambda tx: deliveries.expire(tx, self.settings, claimed, self.clock()))
+                handoff = self.handoff_lease()
+                applied = await self.store.write(lambda tx: deliveries.expire(
+                    tx, self.settings, claimed, self.clock(), handoff))
+                self.take(applied.handoff)
                 report(applied)
                 return
             at = self.clock()
             answer = await self._send(claimed, at)
-            applied = await self.store.write(
-                lambda tx: deliveries.record_attempt(tx, self.settings, claimed, answer,
-                                                     self.clock()))
+            handoff = self.handoff_lease()
+            applied = await self.store.write(lambda tx: deliveries.record_attempt(
+                tx, self.settings, claimed, answer, self.clock(), handoff))
+            self.take(applied.handoff)
         except errors.StoreError as exc:
             # The lease runs out and the send becomes due again: nothing is lost.
             logs.get().error("worker.store_failed", delivery=claimed.delivery_id,

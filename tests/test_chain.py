@@ -38,6 +38,8 @@ async def test_two_targets_walk_to_success(start_relay: StartRelay,
         assert sent.headers["webhook-id"].startswith("msg_")
         assert sent.headers["webhook-timestamp"].isdigit()
     assert sent_ci.json["callback_url"] != sent_deploy.json["callback_url"]
+    # The callback's own transaction started the next step: no wait for a dispatch.
+    assert done["steps"][1]["attempts"][0]["at"] == first["callback"]["received_at"]
     assert sent_ci.headers["webhook-id"] != sent_deploy.headers["webhook-id"]
 
 

@@ -41,7 +41,7 @@ async def _accept(store: Store, settings: config.Settings, now: float = 1000.0) 
 async def _dispatch(store: Store, settings: config.Settings, lease: str, now: float,
                     limit: int = 10) -> list[deliveries.Claimed]:
     claimed, _ = await store.write(
-        lambda tx: deliveries.dispatch(tx, settings, lease, now, limit))
+        lambda tx: deliveries.dispatch(tx, settings, lease, now, limit, limit))
     return claimed
 
 

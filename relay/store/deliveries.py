@@ -85,6 +85,9 @@ class Applied:
     name: str
     decision: Decision
     finished: DeliveryState | None = None
+    handoff: tuple[Claimed, ...] = ()
+    """Sends this unit started and leased at once to the caller's worker (the next step of
+    the chain): the worker POSTs them without another transaction or wake-up."""
 
 
 async def accept(tx: Tx, push: Push, targets: Sequence[config.Target], now: float) -> str:
@@ -124,22 +127,31 @@ async def redeliver(tx: Tx, settings: config.Settings, delivery_id: str, now: fl
 
 
 async def dispatch(tx: Tx, settings: config.Settings, lease: str, now: float,
-                   limit: int) -> tuple[list[Claimed], float | None]:
-    """One pass of a worker: admit waiting deliveries, claim due sends, say when to look next."""
+                   steps: int, notices: int = 0) -> tuple[list[Claimed], float | None]:
+    """One pass of a worker: admit waiting deliveries, claim up to `steps` due chain steps
+    and `notices` due notices, and say when to look next."""
     await admit(tx, settings, now)
-    claimed = await claim(tx, settings, lease, now, limit) if limit > 0 else []
-    next_due = await tx.fetchval("SELECT min(due_at) FROM sends WHERE due_at IS NOT NULL")
+    claimed = []
+    if steps > 0:
+        claimed += await claim(tx, settings, lease, now, steps, notices=False)
+    if notices > 0:
+        claimed += await claim(tx, settings, lease, now, notices, notices=True)
+    # With no room for notices, only the steps' times matter (a freed slot wakes the worker).
+    only_steps = " AND kind = 'step'" if notices <= 0 else ""
+    next_due = await tx.fetchval(
+        f"SELECT min(due_at) FROM sends WHERE due_at IS NOT NULL{only_steps}")
     return claimed, next_due
 
 
 async def admit(tx: Tx, settings: config.Settings, now: float,
-                only_chain: str | None = None) -> int:
+                only_chain: str | None = None, handoff: str | None = None
+                ) -> list[Claimed]:
     """Start pending deliveries, oldest first, while their chain runs fewer than `concurrency`.
 
     Costs a few index look-ups per configured chain, however long the backlog is.
     """
     names = [only_chain] if only_chain is not None else [c.name for c in settings.chains]
-    started = 0
+    started: list[Claimed] = []
     for name in names:
         configured = settings.chain(name)
         limit = configured.concurrency if configured else 1
@@ -158,8 +170,7 @@ async def admit(tx: Tx, settings: config.Settings, now: float,
         for row in ids:
             await tx.execute("UPDATE deliveries SET state = 'running', started_at = $2"
                              " WHERE id = $1", row["id"], now)
-            await _start_step(tx, row["id"], 0, now)
-            started += 1
+            started += await _start_step(tx, settings, row["id"], 0, now, handoff)
     return started
 
 
@@ -170,7 +181,7 @@ async def admit_unconfigured(tx: Tx, settings: config.Settings, now: float) -> i
     started = 0
     for row in rows:
         if row["chain"] not in configured:
-            started += await admit(tx, settings, now, only_chain=row["chain"])
+            started += len(await admit(tx, settings, now, only_chain=row["chain"]))
     return started
 
 
@@ -180,15 +191,22 @@ async def _running(tx: Tx, chain_name: str) -> int:
 
 
 async def claim(tx: Tx, settings: config.Settings, lease: str, now: float,
-                limit: int) -> list[Claimed]:
-    """Take up to `limit` due sends under `lease` until now + lease_seconds.
+                limit: int, notices: bool = False) -> list[Claimed]:
+    """Take up to `limit` due chain steps (or notices) under `lease` until now +
+    lease_seconds.
 
     Each send to be POSTed gets its attempt recorded now, before it goes out, so that the
     history shows every send, even one whose process dies before the answer comes.
     """
+    kind = "kind <> 'step'" if notices else "kind = 'step'"
     due = await tx.fetch(
-        "SELECT id, state, lease, attempts FROM sends WHERE due_at <= $1"
+        f"SELECT id, state, lease, attempts FROM sends WHERE due_at <= $1 AND {kind}"
         " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit)
+    return await _take(tx, settings, lease, now, due)
+
+
+async def _take(tx: Tx, settings: config.Settings, lease: str, now: float,
+                due: list[Row]) -> list[Claimed]:
     if not due:
         return []
     worker = worker_of(lease)
@@ -233,7 +251,8 @@ def worker_of(lease: str) -> str:
 
 
 async def record_attempt(tx: Tx, settings: config.Settings, claimed: Claimed,
-                         answer: chain.Answer, now: float) -> Applied:
+                         answer: chain.Answer, now: float, handoff: str | None = None
+                         ) -> Applied:
     """Complete the attempt's record with its answer and move the send (and its chain) on."""
     await _lock_delivery(tx, claimed.delivery_id)
     await tx.execute(
@@ -246,16 +265,19 @@ async def record_attempt(tx: Tx, settings: config.Settings, claimed: Claimed,
         # Settled by a callback meanwhile, or taken over after our lease ran out.
         return _applied(send, claimed.chain, chain.Ignore(_lost_lease(send)))
     await tx.execute("UPDATE sends SET status = $2 WHERE id = $1", claimed.id, answer.status)
-    return await _apply(tx, settings, send, claimed.chain, chain.Attempted(answer), now)
+    return await _apply(tx, settings, send, claimed.chain, chain.Attempted(answer), now,
+                        handoff)
 
 
-async def expire(tx: Tx, settings: config.Settings, claimed: Claimed, now: float) -> Applied:
+async def expire(tx: Tx, settings: config.Settings, claimed: Claimed, now: float,
+                 handoff: str | None = None) -> Applied:
     """A step's callback deadline passed."""
     await _lock_delivery(tx, claimed.delivery_id)
     send = await _send(tx, claimed.id)
     if send["lease"] != claimed.lease:
         return _applied(send, claimed.chain, chain.Ignore(_lost_lease(send)))
-    return await _apply(tx, settings, send, claimed.chain, chain.CallbackOverdue(), now)
+    return await _apply(tx, settings, send, claimed.chain, chain.CallbackOverdue(), now,
+                        handoff)
 
 
 def _lost_lease(send: Row) -> str:
@@ -295,7 +317,7 @@ class Callback:
 
 
 async def callback(tx: Tx, settings: config.Settings, token: str, body: Callback,
-                   now: float) -> Applied:
+                   now: float, handoff: str | None = None) -> Applied:
     """A target's callback: 404 for an unknown token, 409 once its step was answered."""
     found = await tx.fetchrow("SELECT id, delivery_id FROM sends WHERE token = $1", token)
     if found is None:
@@ -313,19 +335,20 @@ async def callback(tx: Tx, settings: config.Settings, token: str, body: Callback
         send["id"], body.state, body.description, body.context, body.target_url, now)
     send["cb_state"], send["cb_description"] = body.state, body.description
     return await _apply(tx, settings, send, delivery["chain"],
-                        chain.CallbackArrived(body.state), now)
+                        chain.CallbackArrived(body.state), now, handoff)
 
 
 # -- applying decisions ------------------------------------------------------------------
 
 
 async def _apply(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
-                 event: chain.Event, now: float) -> Applied:
+                 event: chain.Event, now: float, handoff: str | None = None) -> Applied:
     policy, await_callback = _policy(settings, chain_name, send)
     view = chain.StepView(state=StepState(send["state"]), attempts=send["attempts"],
                           await_callback=await_callback, policy=policy)
     decision = chain.decide(view, event, now)
     finished: DeliveryState | None = None
+    started: list[Claimed] = []
     match decision:
         case chain.Retry(at=at, reason=reason):
             await tx.execute("UPDATE sends SET due_at = $2, lease = NULL, reason = $3"
@@ -336,45 +359,54 @@ async def _apply(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
                              " lease = NULL, reason = NULL WHERE id = $1", send["id"], deadline)
             tx.wake()
         case chain.Settle(state=state, reason=reason):
-            finished = await _settle(tx, settings, send, chain_name, state, reason, now)
+            finished, started = await _settle(tx, settings, send, chain_name, state, reason,
+                                              now, handoff)
         case chain.Ignore():
             pass
         case _:
             assert_never(decision)
-    return _applied(send, chain_name, decision, finished)
+    return _applied(send, chain_name, decision, finished, started)
 
 
 async def _settle(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
-                  state: StepState, reason: str | None, now: float) -> DeliveryState | None:
+                  state: StepState, reason: str | None, now: float, handoff: str | None
+                  ) -> tuple[DeliveryState | None, list[Claimed]]:
     await tx.execute("UPDATE sends SET state = $2, due_at = NULL, lease = NULL,"
                      " finished_at = $3, reason = $4 WHERE id = $1",
                      send["id"], state, now, reason)
     if send["kind"] != SendKind.STEP:
-        return None
+        return None, []
     count = await tx.fetchval("SELECT count(*) FROM sends WHERE delivery_id = $1"
                               " AND kind = 'step'", send["delivery_id"])
     move = chain.follow(send["idx"], state, count)
     match move:
         case chain.Next(index=index):
-            await _start_step(tx, send["delivery_id"], index, now)
-            return None
+            return None, await _start_step(tx, settings, send["delivery_id"], index, now,
+                                           handoff)
         case chain.Finish(state=outcome):
             summary = _summary(send, state, reason, count)
-            await _finish(tx, settings, send["delivery_id"], outcome, summary, now)
-            return outcome
+            started = await _finish(tx, settings, send["delivery_id"], outcome, summary, now,
+                                    handoff)
+            return outcome, started
         case _:
             assert_never(move)
 
 
-async def _start_step(tx: Tx, delivery_id: str, index: int, now: float) -> None:
-    await tx.execute("UPDATE sends SET state = 'sending', due_at = $3, started_at = $3"
-                     " WHERE delivery_id = $1 AND kind = 'step' AND idx = $2",
-                     delivery_id, index, now)
-    tx.wake()
+async def _start_step(tx: Tx, settings: config.Settings, delivery_id: str, index: int,
+                      now: float, handoff: str | None) -> list[Claimed]:
+    """Make a step due now; with a `handoff` lease, claim it for the caller at once."""
+    row = await tx.fetchrow(
+        "UPDATE sends SET state = 'sending', due_at = $3, started_at = $3"
+        " WHERE delivery_id = $1 AND kind = 'step' AND idx = $2"
+        " RETURNING id, state, lease, attempts", delivery_id, index, now)
+    if handoff is None or row is None:
+        tx.wake()
+        return []
+    return await _take(tx, settings, handoff, now, [row])
 
 
 async def _finish(tx: Tx, settings: config.Settings, delivery_id: str, state: DeliveryState,
-                  summary: str, now: float) -> None:
+                  summary: str, now: float, handoff: str | None) -> list[Claimed]:
     await tx.execute("UPDATE sends SET state = 'skipped', reason = $2 WHERE delivery_id = $1"
                      " AND kind = 'step' AND state = 'pending'",
                      delivery_id, "not sent: an earlier step did not succeed")
@@ -392,8 +424,9 @@ async def _finish(tx: Tx, settings: config.Settings, delivery_id: str, state: De
             models.new_message_id(), json.dumps(notice.body, ensure_ascii=False),
             int(notice.insecure), None if notice.refused else now, now,
             now if notice.refused else None, notice.refused)
-    await admit(tx, settings, now, only_chain=delivery["chain"])
+    started = await admit(tx, settings, now, only_chain=delivery["chain"], handoff=handoff)
     tx.wake()
+    return started
 
 
 def _summary(send: Row, state: StepState, reason: str | None, count: int) -> str:
@@ -433,10 +466,11 @@ async def _send(tx: Tx, send_id: int) -> Row:
 
 
 def _applied(send: Row, chain_name: str, decision: chain.Decision,
-             finished: DeliveryState | None = None) -> Applied:
+             finished: DeliveryState | None = None,
+             handoff: Sequence[Claimed] = ()) -> Applied:
     return Applied(delivery_id=send["delivery_id"], chain=chain_name,
                    kind=SendKind(send["kind"]), idx=send["idx"], name=send["name"],
-                   decision=decision, finished=finished)
+                   decision=decision, finished=finished, handoff=tuple(handoff))
 
 
 def _dig(document: dict[str, Any], *keys: str) -> Any:
