@@ -451,6 +451,13 @@ def _policy(settings: config.Settings, chain_name: str,
 
 
 async def _lock_delivery(tx: Tx, delivery_id: str) -> Row:
+    """Lock a delivery for a change to its sends, in the one order every unit follows:
+    its chain first (finishing a delivery admits the chain's next one), then the delivery.
+    Taking them the other way round deadlocks against a unit that finishes a delivery."""
+    chain_name = await tx.fetchval("SELECT chain FROM deliveries WHERE id = $1", delivery_id)
+    if chain_name is None:
+        raise errors.StoreError(f"delivery {delivery_id} vanished")
+    await tx.lock(f"chain:{chain_name}")
     row = await tx.fetchrow("SELECT id, chain, state FROM deliveries WHERE id = $1 FOR UPDATE",
                             delivery_id)
     if row is None:
