@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from relay import callbacks, config, history, httpkit, intake
+from relay import callbacks, config, dockership, history, httpkit, intake, kudu, triggers
 from relay.appkeys import SESSION, SETTINGS, STORE, WORKER
 from relay.store import open_store
 from relay.worker import Worker
@@ -29,6 +29,22 @@ def make_app(settings: config.Settings) -> web.Application:
     app.router.add_get("/history", history.listing)
     app.router.add_get("/history/{id}", history.show)
     app.router.add_post("/history/{id}/redeliver", history.redeliver)
+    # The other seed systems (DESIGN §6): Kudu web hooks, Dockership's endpoints, and
+    # Docker Cloud service triggers (with and without the trailing slash Docker Cloud uses).
+    app.router.add_post("/api/hooks", kudu.subscribe)
+    app.router.add_get("/api/hooks", kudu.listing)
+    app.router.add_get("/api/hooks/{id}", kudu.show)
+    app.router.add_delete("/api/hooks/{id}", kudu.unsubscribe)
+    app.router.add_get("/rest/projects", dockership.projects)
+    app.router.add_get("/rest/status", dockership.statuses)
+    app.router.add_get("/rest/status/{chain}", dockership.status)
+    for end in ("/", ""):
+        base = "/api/chains/{chain}/triggers"
+        app.router.add_get(base + end, triggers.listing)
+        app.router.add_post(base + end, triggers.create)
+        app.router.add_get(base + "/{id}" + end, triggers.show)
+        app.router.add_delete(base + "/{id}" + end, triggers.delete)
+        app.router.add_post(base + "/{id}/call" + end, triggers.call)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

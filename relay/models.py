@@ -80,6 +80,11 @@ def new_callback_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def new_trigger_id() -> str:
+    """A Docker Cloud trigger's id, which is also its only credential: 192 bits from `secrets`."""
+    return secrets.token_urlsafe(24)
+
+
 def new_message_id() -> str:
     """The Standard Webhooks `webhook-id` of one send, stable across its retries."""
     return "msg_" + secrets.token_hex(12)

@@ -68,8 +68,10 @@ StartRelay = Callable[..., Awaitable[Relay]]
 async def start_target() -> AsyncIterator[StartTarget]:
     started: list[Target] = []
 
-    async def start(*script: Reply, default: Reply | None = None) -> Target:
-        target = await Target(*script, default=default).start()
+    async def start(*script: Reply, default: Reply | None = None, **options: Any) -> Target:
+        """A target answering from `script`; `options` go to Target.start (path=,
+        ssl_context=)."""
+        target = await Target(*script, default=default).start(**options)
         started.append(target)
         return target
 

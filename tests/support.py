@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -111,8 +112,10 @@ def render_config(*, port: int, store_url: str, chains: list[dict[str, Any]],
     lines += [f"{k} = {toml_value(v)}" for k, v in (server or {}).items()]
     lines += ["[store]", f"url = {toml_value(store_url)}", "[delivery]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in (delivery or {}).items()]
-    if upstream is not None:
-        lines += ["[upstream]"] + [f"{k} = {toml_value(v)}" for k, v in upstream.items()]
+    # The seed payloads' callback_url is Docker Hub's: a test reports upstream only to the
+    # hosts it allows itself (on loopback), never to the default Docker Hub hosts.
+    upstream = {"allowed_hosts": []} if upstream is None else upstream
+    lines += ["[upstream]"] + [f"{k} = {toml_value(v)}" for k, v in upstream.items()]
     for chain in chains:
         chain = {"token": CHAIN_TOKEN, **chain}
         targets = chain.pop("targets")
@@ -171,15 +174,18 @@ class Target:
         self._session: aiohttp.ClientSession | None = None
         self.url = ""
 
-    async def start(self, path: str = "/hook", sock: socket.socket | None = None) -> Target:
+    async def start(self, path: str = "/hook", sock: socket.socket | None = None,
+                    ssl_context: ssl.SSLContext | None = None) -> Target:
+        """Serve on `sock` (a free port by default); HTTPS with `ssl_context`."""
         app = web.Application()
         app.router.add_post(path, self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         sock = sock or free_socket()
-        site = web.SockSite(self._runner, sock)
+        site = web.SockSite(self._runner, sock, ssl_context=ssl_context)
         await site.start()
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}{path}"
+        scheme = "https" if ssl_context is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{sock.getsockname()[1]}{path}"
         self._session = aiohttp.ClientSession()
         return self
 
@@ -255,6 +261,11 @@ class Relay:
     async def get(self, path: str, *, admin: bool = True) -> tuple[int, Any]:
         async with self.http.get(self.url + path,
                                  headers=self.admin if admin else None) as response:
+            return response.status, await _body(response)
+
+    async def delete(self, path: str, *, admin: bool = True) -> tuple[int, Any]:
+        async with self.http.delete(self.url + path,
+                                    headers=self.admin if admin else None) as response:
             return response.status, await _body(response)
 
     async def push(self, payload: dict[str, Any] | None = None, chain: str = "main") -> str:

@@ -265,6 +265,7 @@ async def record_attempt(tx: Tx, settings: config.Settings, claimed: Claimed,
         # Settled by a callback meanwhile, or taken over after our lease ran out.
         return _applied(send, claimed.chain, chain.Ignore(_lost_lease(send)))
     await tx.execute("UPDATE sends SET status = $2 WHERE id = $1", claimed.id, answer.status)
+    send["status"] = answer.status
     return await _apply(tx, settings, send, claimed.chain, chain.Attempted(answer), now,
                         handoff)
 
@@ -375,6 +376,7 @@ async def _settle(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
                      " finished_at = $3, reason = $4 WHERE id = $1",
                      send["id"], state, now, reason)
     if send["kind"] != SendKind.STEP:
+        await notices.settled(tx, send, state, reason, now)
         return None, []
     count = await tx.fetchval("SELECT count(*) FROM sends WHERE delivery_id = $1"
                               " AND kind = 'step'", send["delivery_id"])
@@ -415,15 +417,18 @@ async def _finish(tx: Tx, settings: config.Settings, delivery_id: str, state: De
     delivery = await tx.fetchrow("SELECT * FROM deliveries WHERE id = $1", delivery_id)
     assert delivery is not None
     for index, notice in enumerate(await notices.plan(tx, settings, delivery)):
-        await tx.execute(
+        send = await tx.fetchrow(
             "INSERT INTO sends (delivery_id, kind, idx, name, url, state, message_id, body,"
-            " insecure, due_at, started_at, finished_at, reason)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            " insecure, due_at, started_at, finished_at, reason, ref)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            " RETURNING *",
             delivery_id, notice.kind, index, notice.name, notice.url,
             StepState.SKIPPED if notice.refused else StepState.SENDING,
             models.new_message_id(), json.dumps(notice.body, ensure_ascii=False),
             int(notice.insecure), None if notice.refused else now, now,
-            now if notice.refused else None, notice.refused)
+            now if notice.refused else None, notice.refused, notice.ref)
+        if notice.refused and send is not None:
+            await notices.settled(tx, send, StepState.SKIPPED, notice.refused, now)
     started = await admit(tx, settings, now, only_chain=delivery["chain"], handoff=handoff)
     tx.wake()
     return started

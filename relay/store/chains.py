@@ -1,0 +1,81 @@
+"""Read units about a chain as a whole: its revisions, its last outcome, why a run failed.
+
+What Dockership calls a revision is `deliveries.revision` (the pushed tag, else the digest).
+Every query here walks the (state, chain, id) index, so it costs the same however long the
+history is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relay.models import DeliveryState, StepState, iso
+from relay.store.base import Row, Tx
+
+_FINAL = (DeliveryState.SUCCESS, DeliveryState.FAILURE, DeliveryState.ERROR)
+
+
+async def previous_revision(tx: Tx, chain: str, delivery_id: str) -> str | None:
+    """The revision of the chain's last successful delivery received before this one."""
+    value = await tx.fetchval(
+        "SELECT revision FROM deliveries WHERE state = 'success' AND chain = $1 AND id < $2"
+        " ORDER BY id DESC LIMIT 1", chain, delivery_id)
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class BrokenStep:
+    index: int
+    count: int
+    target: str
+    reason: str | None
+    callback_state: str | None
+    callback_description: str | None
+
+
+async def broken_steps(tx: Tx, delivery_id: str) -> list[BrokenStep]:
+    """The steps of a delivery that did not succeed (skipped ones aside), in order."""
+    rows = await tx.fetch(
+        "SELECT idx, name, state, reason, cb_state, cb_description FROM sends"
+        " WHERE delivery_id = $1 AND kind = 'step' ORDER BY idx", delivery_id)
+    return [BrokenStep(index=row["idx"], count=len(rows), target=row["name"],
+                       reason=row["reason"], callback_state=row["cb_state"],
+                       callback_description=row["cb_description"])
+            for row in rows if row["state"] in (StepState.FAILURE, StepState.ERROR)]
+
+
+@dataclass(frozen=True)
+class Status:
+    last_revision: str | None
+    last_success_at: str | None
+    last_delivery: str | None
+    last_outcome: str | None
+    last_finished_at: str | None
+    running: int
+    pending: int
+
+
+async def status(tx: Tx, chain: str) -> Status:
+    latest: dict[str, Row] = {}
+    for state in _FINAL:
+        row = await tx.fetchrow(
+            "SELECT id, state, finished_at, revision FROM deliveries WHERE state = $1"
+            " AND chain = $2 ORDER BY id DESC LIMIT 1", state, chain)
+        if row is not None:
+            latest[state] = row
+    success = latest.get(DeliveryState.SUCCESS)
+    last = max(latest.values(), key=lambda r: (r["finished_at"] or 0.0, r["id"]), default=None)
+    return Status(
+        last_revision=success["revision"] if success else None,
+        last_success_at=iso(success["finished_at"]) if success else None,
+        last_delivery=last["id"] if last else None,
+        last_outcome=last["state"] if last else None,
+        last_finished_at=iso(last["finished_at"]) if last else None,
+        running=await _count(tx, DeliveryState.RUNNING, chain),
+        pending=await _count(tx, DeliveryState.PENDING, chain),
+    )
+
+
+async def _count(tx: Tx, state: DeliveryState, chain: str) -> int:
+    return int(await tx.fetchval(
+        "SELECT count(*) FROM deliveries WHERE state = $1 AND chain = $2", state, chain))

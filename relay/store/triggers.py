@@ -1,0 +1,63 @@
+"""Units on Docker Cloud service triggers (seeds/docker-cloud-service-triggers.md).
+
+A trigger's id is its only credential (192 bits from `secrets`): whoever holds its call URL
+may run its chain again, until the trigger is deleted.
+"""
+
+from __future__ import annotations
+
+import json
+
+from relay import config, errors, models
+from relay.store import deliveries
+from relay.store.base import Row, Tx
+
+REDEPLOY = "REDEPLOY"
+
+# The same answer for an unknown chain and an unknown id, so that neither can be probed.
+NO_SUCH_TRIGGER = errors.HTTPError(404, "no trigger at this URL")
+
+
+async def create(tx: Tx, chain: str, name: str, operation: str, now: float) -> Row:
+    created = await tx.fetchrow(
+        "INSERT INTO triggers (id, chain, name, operation, created_at)"
+        " VALUES ($1, $2, $3, $4, $5) RETURNING *",
+        models.new_trigger_id(), chain, name, operation, now)
+    assert created is not None
+    return created
+
+
+async def listing(tx: Tx, chain: str) -> list[Row]:
+    return await tx.fetch("SELECT * FROM triggers WHERE chain = $1 ORDER BY created_at, id",
+                          chain)
+
+
+async def get(tx: Tx, chain: str, trigger_id: str) -> Row | None:
+    return await tx.fetchrow("SELECT * FROM triggers WHERE id = $1 AND chain = $2",
+                             trigger_id, chain)
+
+
+async def delete(tx: Tx, chain: str, trigger_id: str) -> Row | None:
+    """The trigger as it was, or None; its call URL stops working with this commit."""
+    return await tx.fetchrow("DELETE FROM triggers WHERE id = $1 AND chain = $2 RETURNING *",
+                             trigger_id, chain)
+
+
+async def call(tx: Tx, settings: config.Settings, chain: str, trigger_id: str,
+               now: float) -> tuple[Row, str]:
+    """Run a trigger: REDEPLOY stores a new delivery of the chain's last accepted payload.
+    Returns the trigger and the new delivery's id."""
+    trigger = await get(tx, chain, trigger_id)
+    if trigger is None:
+        raise NO_SUCH_TRIGGER
+    configured = settings.chain(chain)
+    if configured is None:
+        raise errors.HTTPError(409, f"chain {chain!r} is no longer configured")
+    last = await tx.fetchrow(
+        "SELECT id, payload FROM deliveries WHERE chain = $1 ORDER BY id DESC LIMIT 1", chain)
+    if last is None:
+        raise errors.HTTPError(404, f"chain {chain!r} has no accepted payload to redeploy "
+                                    "yet; push to it first")
+    push = deliveries.Push(chain, json.loads(last["payload"]), last["payload"],
+                           source="trigger", redelivery_of=last["id"])
+    return trigger, await deliveries.accept(tx, push, configured.targets, now)
