@@ -20,10 +20,13 @@ import aiohttp
 
 from relay import chain, config, delivery, errors, logs
 from relay.models import SendKind, StepState
-from relay.store import Store, deliveries
+from relay.store import Store, deliveries, idempotency
 
 POLL_SECONDS = 5.0
 """The longest a worker sleeps without looking at the store (a safety net: writes wake it)."""
+
+PRUNE_SECONDS = 600.0
+"""How often a worker forgets idempotency keys past their window."""
 
 
 def worker_id() -> str:
@@ -44,6 +47,7 @@ class Worker:
         self._leases = itertools.count(1)
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
+        self._next_prune = 0.0
 
     async def start(self, *, sole_process: bool) -> None:
         if sole_process:
@@ -92,6 +96,8 @@ class Worker:
                 logs.get().error("worker.store_failed", error=str(exc))
                 await self.store.wait_for_work(1.0)
                 continue
+            if now >= self._next_prune:
+                await self._prune(now)
             for item in claimed:
                 task = asyncio.create_task(self._handle(item))
                 self._claims[task] = item
@@ -104,6 +110,17 @@ class Worker:
                 wait = min(max(next_due - self.clock(), 0.0), POLL_SECONDS)
             if wait > 0:
                 await self.store.wait_for_work(wait)
+
+    async def _prune(self, now: float) -> None:
+        self._next_prune = now + PRUNE_SECONDS
+        try:
+            forgotten = await self.store.write(functools.partial(
+                idempotency.prune, settings=self.settings, now=now))
+        except errors.StoreError as exc:
+            logs.get().warning("worker.prune_failed", error=str(exc))
+            return
+        if forgotten:
+            logs.get().debug("idempotency.pruned", keys=forgotten)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._claims.pop(task, None)
