@@ -34,9 +34,9 @@ _SCHEMAS = {
 }
 
 DESCRIPTIONS = {
-    Sender.DOCKER_HUB: "a Docker Hub push notification",
-    Sender.DISTRIBUTION: "a distribution registry notification",
-    Sender.HARBOR: "a Harbor webhook event",
+    Sender.DOCKER_HUB: "Docker Hub push notification",
+    Sender.DISTRIBUTION: "distribution registry notification",
+    Sender.HARBOR: "Harbor webhook event",
 }
 
 
