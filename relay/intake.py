@@ -99,44 +99,52 @@ async def take_notification(request: web.Request, chain: config.Chain,
     except registries.Invalid as exc:
         raise errors.HTTPError(422, f"the body is not a valid {described}",
                                [errors.Detail(exc.pointer, exc.message)]) from None
-    answers: list[dict[str, Any]] = []
-    pushes: list[tuple[int, registries.Push, deliveries.Push]] = []
+    items = [_for_chain(chain, item) for item in items]
+    pushes = [(item, _as_push(chain, item)) for item in items
+              if isinstance(item, registries.Push)]
     for item in items:
-        skip = item if isinstance(item, registries.Skip) else None
-        if isinstance(item, registries.Push):
-            push = _as_push(chain, item)
-            reason = ignored(chain, push.repository)
-            if reason is None:
-                pushes.append((len(answers), item, push))
-                answers.append({})
-                continue
-            skip = registries.Skip(item.pointer, item.event, reason)
-        assert skip is not None
-        logs.get().debug("push.ignored", chain=chain.name, sender=sender,
-                         event_id=skip.event, reason=skip.reason)
-        answers.append({"pointer": skip.pointer, "event": skip.event, "ignored": skip.reason})
+        if isinstance(item, registries.Skip):
+            logs.get().debug("push.ignored", chain=chain.name, sender=sender,
+                             event_id=item.event, reason=item.reason)
     if not pushes:
-        why = answers[0]["ignored"] if len(answers) == 1 else \
-            f"none of its {len(answers)} events is a tag push this chain takes"
-        return httpkit.respond({"ignored": why, "events": answers})
+        why = items[0].reason if len(items) == 1 and isinstance(items[0], registries.Skip) \
+            else f"none of its {len(items)} events is a tag push this chain takes"
+        return httpkit.respond({"ignored": why,
+                                "events": [_event_json(settings, i, None) for i in items]})
 
     async def store_all(tx: Tx) -> list[deliveries.Stored]:
         now = time.time()
         return [await deliveries.receive(tx, push, chain, now, item.key)
-                for _, item, push in pushes]
+                for item, push in pushes]
 
-    for (index, item, push), stored in zip(
-            pushes, await request.app[STORE].write(store_all), strict=True):
-        _log_stored(chain, push, stored, sender=sender, event=item.event)
-        answers[index] = {"pointer": item.pointer, "event": item.event,
-                          **_stored_json(settings, stored)}
-    delivered = [a for a in answers if "id" in a]
-    duplicate = all(a.get("duplicate") for a in delivered)
-    body: dict[str, Any] = {"id": delivered[0]["id"], "status_url": delivered[0]["status_url"]}
-    if duplicate:
-        body["duplicate"] = True
-    return httpkit.respond({**body, "events": answers}, 200 if duplicate else 202,
-                           {"Location": body["status_url"]})
+    stored = dict(zip([item.pointer for item, _ in pushes],
+                      await request.app[STORE].write(store_all), strict=True))
+    for item, push in pushes:
+        _log_stored(chain, push, stored[item.pointer], sender=sender, event=item.event)
+    first = _stored_json(settings, stored[pushes[0][0].pointer])
+    duplicate = all(s.duplicate for s in stored.values())
+    body = {"id": first["id"], "status_url": first["status_url"],
+            **({"duplicate": True} if duplicate else {}),
+            "events": [_event_json(settings, i, stored.get(i.pointer)) for i in items]}
+    return httpkit.respond(body, 200 if duplicate else 202, {"Location": first["status_url"]})
+
+
+def _for_chain(chain: config.Chain, item: registries.Item) -> registries.Item:
+    """A push of a repository that the chain's `repositories` leave out is a skip too."""
+    if isinstance(item, registries.Skip):
+        return item
+    reason = ignored(chain, str(item.payload["repository"]["repo_name"]))
+    return item if reason is None else registries.Skip(item.pointer, item.event, reason)
+
+
+def _event_json(settings: config.Settings, item: registries.Item,
+                stored: deliveries.Stored | None) -> dict[str, Any]:
+    """One event of a notification in the answer: its delivery, or why it has none."""
+    described: dict[str, Any] = {"pointer": item.pointer, "event": item.event}
+    if isinstance(item, registries.Skip):
+        return {**described, "ignored": item.reason}
+    assert stored is not None
+    return {**described, **_stored_json(settings, stored)}
 
 
 def _as_push(chain: config.Chain, item: registries.Push) -> deliveries.Push:
