@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import time
 from typing import Any
 
 import pytest
 import registry_payloads as rp
 from conftest import StartRelay, StartTarget
 from support import CHAIN_TOKEN, SEED_IMAGES_PUSH, SEED_TAG_PUSH, Relay, Target, wait_until
+
+from relay.appkeys import STORE
+from relay.store import idempotency
 
 BEARER = {"Authorization": f"Bearer {CHAIN_TOKEN}"}
 
@@ -285,6 +289,22 @@ async def test_a_key_is_forgotten_after_the_window(start_relay: StartRelay,
     assert later[0] == 202
     assert later[1]["id"] != first[1]["id"]
     assert len(await _deliveries(relay)) == 2
+
+
+async def test_keys_past_their_window_are_pruned(start_relay: StartRelay,
+                                                 target: Target) -> None:
+    relay = await start_relay(chains=[{"name": "main", "idempotency_window": "1h",
+                                       "targets": [{"name": "ci", "url": target.url}]}])
+    assert (await _notify(relay, rp.envelope(rp.REAL_MANIFEST)))[0] == 202
+    assert relay.runner is not None
+    store = relay.runner.app[STORE]
+
+    def prune_at(now: float) -> Any:
+        return store.write(lambda tx: idempotency.prune(tx, relay.settings, now))
+
+    assert await prune_at(time.time()) == 0
+    assert await prune_at(time.time() + 3601) == 1
+    assert (await _notify(relay, rp.envelope(rp.REAL_MANIFEST)))[0] == 202
 
 
 async def test_concurrent_repeats_make_one_delivery(relay: Relay) -> None:
