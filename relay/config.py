@@ -19,6 +19,17 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
+MANIFEST_MEDIA_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+)
+"""What a registry's manifest push must be to count as an image push: Docker v2 manifests and
+manifest lists, OCI manifests and indexes. Layer blobs never count."""
+
+IDEMPOTENCY_WINDOW = 24 * 3600.0
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -78,6 +89,12 @@ class Chain:
     concurrency: int = 1
     webhook: str | None = None
     environment: str = ""
+    media_types: tuple[str, ...] = MANIFEST_MEDIA_TYPES
+    """Manifest media types (or glob patterns) of a registry event that make a delivery."""
+    coalesce: float = 0.0
+    """Pushes of one repository and tag within this many seconds become one delivery; 0: off."""
+    idempotency_window: float = IDEMPOTENCY_WINDOW
+    """How long a sender's event id (or Idempotency-Key) keeps giving back its first delivery."""
 
 
 @dataclass(frozen=True)
@@ -210,7 +227,8 @@ class _Reader:
         if not isinstance(table, dict):
             raise errors.ConfigError(f"{where}: must be a table")
         self._only(table, where, {"name", "token", "repositories", "concurrency", "target",
-                                  "webhook", "environment"})
+                                  "webhook", "environment", "media_types", "coalesce",
+                                  "idempotency_window"})
         name = self._name(table, f"{where}.name")
         target_tables = table.get("target", [])
         if not isinstance(target_tables, list) or not target_tables:
@@ -230,6 +248,11 @@ class _Reader:
             webhook=None if webhook is None else self._url(table, f"{where}.webhook",
                                                            "webhook", ""),
             environment=self._string(table, f"{where}.environment", "environment", ""),
+            media_types=self._media_types(table, f"{where}.media_types"),
+            coalesce=self._duration(table, f"{where}.coalesce", "coalesce", 0.0,
+                                    allow_zero=True),
+            idempotency_window=self._duration(table, f"{where}.idempotency_window",
+                                              "idempotency_window", IDEMPOTENCY_WINDOW),
         )
 
     def target(self, table: Any, where: str, policy: Policy) -> Target:
@@ -316,13 +339,26 @@ class _Reader:
     def _bool(self, table: dict[str, Any], path: str, key: str, default: bool) -> bool:
         return self._get(table, key, bool, "true or false", path, default)
 
-    def _duration(self, table: dict[str, Any], path: str, key: str, default: float) -> float:
+    def _duration(self, table: dict[str, Any], path: str, key: str, default: float,
+                  allow_zero: bool = False) -> float:
         value = table.get(key, default)
         seconds = parse_duration(value)
-        if seconds is None or seconds <= 0:
-            raise errors.ConfigError(f"{path}: must be a positive number of seconds or a "
+        if seconds is None or seconds < 0 or (seconds == 0 and not allow_zero):
+            kind = "zero or a positive" if allow_zero else "a positive"
+            raise errors.ConfigError(f"{path}: must be {kind} number of seconds or a "
                                      f"duration like \"10s\", \"5m\", got {_show(value)}")
         return seconds
+
+    def _media_types(self, table: dict[str, Any], path: str) -> tuple[str, ...]:
+        types = self._strings(table, path, "media_types", MANIFEST_MEDIA_TYPES)
+        if not types:
+            raise errors.ConfigError(f"{path}: must name at least one media type (a registry "
+                                     "chain with none would never make a delivery)")
+        for media_type in types:
+            if "/" not in media_type or media_type.strip() != media_type:
+                raise errors.ConfigError(f"{path}: {media_type!r} is not a media type such as "
+                                         "\"application/vnd.oci.image.index.v1+json\"")
+        return types
 
     def _name(self, table: dict[str, Any], path: str) -> str:
         if "name" not in table:

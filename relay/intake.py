@@ -1,18 +1,25 @@
-"""POST /hooks/...: bytes -> JSON -> schema -> durable delivery -> 202. Never calls a target."""
+"""POST /hooks/...: bytes -> JSON -> schema -> durable delivery -> 202. Never calls a target.
+
+A Docker Hub push is stored as it is; a notification of another registry (distribution,
+Harbor) is first turned into Docker Hub pushes by relay/registries.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import time
+from typing import Any
 
 from aiohttp import web
 
-from relay import config, errors, httpkit, logs, schemas
+from relay import config, errors, httpkit, logs, registries, schemas
 from relay.appkeys import SETTINGS, STORE
-from relay.store import deliveries
+from relay.store import Tx, deliveries
 
 # One answer for an unknown chain and for a wrong token, so that neither can be probed.
 NO_SUCH_HOOK = errors.HTTPError(404, "no hook at this URL")
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
 
 
 async def hook_with_token(request: web.Request) -> web.Response:
@@ -24,9 +31,10 @@ async def hook_with_token(request: web.Request) -> web.Response:
 
 async def hook_with_header(request: web.Request) -> web.Response:
     """POST /hooks/{chain} with `Authorization: Bearer <token>`, for registries that can only
-    send static headers."""
+    send static headers. The bare token is taken too: Harbor sends the auth header it was
+    given verbatim, and its form asks for the whole header value."""
     chain = authorize(request.app[SETTINGS], request.match_info["chain"],
-                      httpkit.bearer(request) or "")
+                      httpkit.bearer(request) or request.headers.get("Authorization", "").strip())
     return await take(request, chain)
 
 
@@ -40,9 +48,21 @@ def authorize(settings: config.Settings, chain_name: str, token: str) -> config.
 
 
 async def take(request: web.Request, chain: config.Chain) -> web.Response:
+    """Dispatch by sender: Docker Hub's push as it is, another registry's notification
+    through its translation into Docker Hub pushes (relay/registries)."""
     settings = request.app[SETTINGS]
     body = await httpkit.read_body(request, settings.server.max_body_bytes)
-    payload, text = httpkit.parse_object(body, settings.server.max_json_depth)
+    document, text = httpkit.parse_object(body, settings.server.max_json_depth)
+    request_key = idempotency_key(request)
+    sender = registries.recognise(request.content_type, document)
+    if sender is registries.Sender.DOCKER_HUB:
+        return await take_push(request, chain, document, text, request_key)
+    return await take_notification(request, chain, sender, document, request_key)
+
+
+async def take_push(request: web.Request, chain: config.Chain, payload: dict[str, Any],
+                    text: str, request_key: str | None) -> web.Response:
+    settings = request.app[SETTINGS]
     details = schemas.validate("push", payload)
     if details:
         logs.get().info("push.rejected", chain=chain.name, violations=len(details))
@@ -53,17 +73,127 @@ async def take(request: web.Request, chain: config.Chain) -> web.Response:
     if reason is not None:
         logs.get().info("push.ignored", chain=chain.name, repository=push.repository)
         return httpkit.respond({"ignored": reason})
-    delivery_id = await request.app[STORE].write(
-        lambda tx: deliveries.accept(tx, push, chain.targets, time.time()))
-    logs.get().info("push.accepted", delivery=delivery_id, chain=chain.name,
-                    repository=push.repository, tag=push.tag)
-    return accepted(settings, delivery_id)
+    key = f"request:{request_key}" if request_key is not None else None
+    stored = await request.app[STORE].write(
+        lambda tx: deliveries.receive(tx, push, chain, time.time(), key))
+    _log_stored(chain, push, stored, sender=registries.Sender.DOCKER_HUB, event="")
+    answer = _stored_json(settings, stored)
+    return httpkit.respond(answer, 200 if stored.duplicate else 202,
+                           {"Location": answer["status_url"]})
+
+
+async def take_notification(request: web.Request, chain: config.Chain,
+                            sender: registries.Sender, document: dict[str, Any],
+                            request_key: str | None) -> web.Response:
+    """A registry's notification: each tag push in it is stored as a delivery (all in one
+    transaction); everything else is answered 200 and stored nowhere."""
+    settings = request.app[SETTINGS]
+    described = registries.DESCRIPTIONS[sender]
+    details = schemas.validate(registries.schema_of(sender), document)
+    if details:
+        logs.get().info("push.rejected", chain=chain.name, sender=sender,
+                        violations=len(details))
+        raise errors.HTTPError(422, f"the body is not a valid {described}", details)
+    try:
+        items = registries.translate(sender, document, chain.media_types, request_key)
+    except registries.Invalid as exc:
+        raise errors.HTTPError(422, f"the body is not a valid {described}",
+                               [errors.Detail(exc.pointer, exc.message)]) from None
+    items = [_for_chain(chain, item) for item in items]
+    pushes = [(item, _as_push(chain, item)) for item in items
+              if isinstance(item, registries.Push)]
+    for item in items:
+        if isinstance(item, registries.Skip):
+            logs.get().debug("push.ignored", chain=chain.name, sender=sender,
+                             event_id=item.event, reason=item.reason)
+    if not pushes:
+        why = items[0].reason if len(items) == 1 and isinstance(items[0], registries.Skip) \
+            else f"none of its {len(items)} events is a tag push this chain takes"
+        return httpkit.respond({"ignored": why,
+                                "events": [_event_json(settings, i, None) for i in items]})
+
+    async def store_all(tx: Tx) -> list[deliveries.Stored]:
+        now = time.time()
+        return [await deliveries.receive(tx, push, chain, now, item.key)
+                for item, push in pushes]
+
+    stored = dict(zip([item.pointer for item, _ in pushes],
+                      await request.app[STORE].write(store_all), strict=True))
+    for item, push in pushes:
+        _log_stored(chain, push, stored[item.pointer], sender=sender, event=item.event)
+    first = _stored_json(settings, stored[pushes[0][0].pointer])
+    duplicate = all(s.duplicate for s in stored.values())
+    body = {"id": first["id"], "status_url": first["status_url"],
+            **({"duplicate": True} if duplicate else {}),
+            "events": [_event_json(settings, i, stored.get(i.pointer)) for i in items]}
+    return httpkit.respond(body, 200 if duplicate else 202, {"Location": first["status_url"]})
+
+
+def _for_chain(chain: config.Chain, item: registries.Item) -> registries.Item:
+    """A push of a repository that the chain's `repositories` leave out is a skip too."""
+    if isinstance(item, registries.Skip):
+        return item
+    reason = ignored(chain, str(item.payload["repository"]["repo_name"]))
+    return item if reason is None else registries.Skip(item.pointer, item.event, reason)
+
+
+def _event_json(settings: config.Settings, item: registries.Item,
+                stored: deliveries.Stored | None) -> dict[str, Any]:
+    """One event of a notification in the answer: its delivery, or why it has none."""
+    described: dict[str, Any] = {"pointer": item.pointer, "event": item.event}
+    if isinstance(item, registries.Skip):
+        return {**described, "ignored": item.reason}
+    assert stored is not None
+    return {**described, **_stored_json(settings, stored)}
+
+
+def _as_push(chain: config.Chain, item: registries.Push) -> deliveries.Push:
+    """A registry's tag push as a stored push; the Docker Hub schema holds it to the same
+    rules as a push from Docker Hub (a 422 here would be a gap in the sender's schema)."""
+    details = schemas.validate("push", item.payload)
+    if details:
+        raise errors.HTTPError(
+            422, f"the event at {item.pointer or '/'} does not make a valid Docker Hub push",
+            details)
+    return deliveries.Push(chain.name, item.payload, httpkit.dumps(item.payload).decode())
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    """The request's `Idempotency-Key`: a sender's own id for a push it may send again."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+        raise errors.HTTPError(400, f"the {IDEMPOTENCY_HEADER} header must be 1 to "
+                                    f"{MAX_KEY_LENGTH} printable characters")
+    return key
 
 
 def accepted(settings: config.Settings, delivery_id: str) -> web.Response:
     status_url = f"{settings.server.public_url}/history/{delivery_id}"
     return httpkit.respond({"id": delivery_id, "status_url": status_url}, 202,
                            {"Location": status_url})
+
+
+def _stored_json(settings: config.Settings, stored: deliveries.Stored) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "id": stored.id, "status_url": f"{settings.server.public_url}/history/{stored.id}"}
+    if stored.duplicate:
+        answer["duplicate"] = True
+    if stored.merged > 1:
+        answer["merged"] = stored.merged
+    return answer
+
+
+def _log_stored(chain: config.Chain, push: deliveries.Push, stored: deliveries.Stored, *,
+                sender: registries.Sender, event: str) -> None:
+    if stored.duplicate:
+        logs.get().info("push.duplicate", delivery=stored.id, chain=chain.name,
+                        sender=sender, event_id=event or None)
+        return
+    logs.get().info("push.accepted", delivery=stored.id, chain=chain.name,
+                    repository=push.repository, tag=push.tag, sender=sender,
+                    event_id=event or None, merged=stored.merged if stored.merged > 1 else None)
 
 
 def ignored(chain: config.Chain, repository: str) -> str | None:

@@ -20,13 +20,16 @@ import aiohttp
 
 from relay import chain, config, delivery, errors, logs
 from relay.models import SendKind, StepState
-from relay.store import Store, deliveries
+from relay.store import Store, deliveries, idempotency
 
 POLL_SECONDS = 5.0
 """The longest a worker sleeps without looking at the store (a safety net: writes wake it)."""
 NOTICE_SHARE = 0.25
 """End-of-chain notices (upstream reports, hooks) use at most this share of the POSTs in
 flight, so that a slow or unreachable hook host never holds up chain steps."""
+
+PRUNE_SECONDS = 600.0
+"""How often a worker forgets idempotency keys past their window."""
 
 
 def worker_id() -> str:
@@ -48,6 +51,7 @@ class Worker:
         self._leases = itertools.count(1)
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
+        self._next_prune = 0.0
 
     async def start(self, *, sole_process: bool) -> None:
         if sole_process:
@@ -113,6 +117,8 @@ class Worker:
                 logs.get().error("worker.store_failed", error=str(exc))
                 await self.store.wait_for_work(1.0)
                 continue
+            if now >= self._next_prune:
+                await self._prune(now)
             self.take(claimed)
             if claimed and len(claimed) >= free:
                 continue
@@ -124,6 +130,17 @@ class Worker:
                              next_due=next_due and round(next_due - now, 3), wait=round(wait, 3))
             if wait > 0:
                 await self.store.wait_for_work(wait)
+
+    async def _prune(self, now: float) -> None:
+        self._next_prune = now + PRUNE_SECONDS
+        try:
+            forgotten = await self.store.write(functools.partial(
+                idempotency.prune, settings=self.settings, now=now))
+        except errors.StoreError as exc:
+            logs.get().warning("worker.prune_failed", error=str(exc))
+            return
+        if forgotten:
+            logs.get().debug("idempotency.pruned", keys=forgotten)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._claims.pop(task, None)

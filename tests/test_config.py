@@ -77,6 +77,16 @@ def test_defaults_fill_what_is_left_out() -> None:
     (MINIMAL.replace('name = "ci"', 'name = "ci"\n  secret = "not-whsec"'),
      "chain[0].target[0].secret: must start with 'whsec_'"),
     (MINIMAL.replace('name = "main"', 'name = "x y"'), "chain[0].name: 'x y' must be"),
+    (MINIMAL.replace('name = "main"', 'name = "main"\ncoalesce = "soon"'),
+     "chain[0].coalesce: must be zero or a positive number of seconds"),
+    (MINIMAL.replace('name = "main"', 'name = "main"\ncoalesce = -1'),
+     "chain[0].coalesce: must be zero or a positive number of seconds"),
+    (MINIMAL.replace('name = "main"', 'name = "main"\nidempotency_window = 0'),
+     "chain[0].idempotency_window: must be a positive number of seconds"),
+    (MINIMAL.replace('name = "main"', 'name = "main"\nmedia_types = []'),
+     "chain[0].media_types: must name at least one media type"),
+    (MINIMAL.replace('name = "main"', 'name = "main"\nmedia_types = ["manifest"]'),
+     "chain[0].media_types: 'manifest' is not a media type"),
 ])
 def test_each_mistake_names_its_key(text: str, message: str) -> None:
     with pytest.raises(errors.ConfigError) as raised:
@@ -106,6 +116,21 @@ def test_a_type_error_on_a_secret_does_not_echo_it() -> None:
         config.parse(text)
     assert "123456789012345678" not in str(raised.value)
     assert "server.admin_token: must be a string, got int" in str(raised.value)
+
+
+def test_registry_keys_default_to_manifests_no_coalescing_and_a_day() -> None:
+    chain = config.parse(MINIMAL).chains[0]
+    assert chain.media_types == config.MANIFEST_MEDIA_TYPES
+    assert "application/vnd.oci.image.index.v1+json" in chain.media_types
+    assert chain.coalesce == 0
+    assert chain.idempotency_window == 24 * 3600
+
+    text = MINIMAL.replace('name = "main"', 'name = "main"\ncoalesce = "10s"\n'
+                           'idempotency_window = "2h"\nmedia_types = "application/vnd.oci.*"')
+    chain = config.parse(text).chains[0]
+    assert chain.coalesce == 10
+    assert chain.idempotency_window == 7200
+    assert chain.media_types == ("application/vnd.oci.*",)
 
 
 def test_durations_take_units() -> None:

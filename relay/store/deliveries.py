@@ -19,6 +19,7 @@ from typing import Any, assert_never
 from relay import chain, config, errors, models, notices
 from relay.chain import Decision
 from relay.models import DeliveryState, SendKind, StepState
+from relay.store import idempotency
 from relay.store.base import Row, Tx, placeholders
 
 
@@ -90,27 +91,86 @@ class Applied:
     the chain): the worker POSTs them without another transaction or wake-up."""
 
 
-async def accept(tx: Tx, push: Push, targets: Sequence[config.Target], now: float) -> str:
-    """Store a push as a pending delivery with one pending step per target."""
-    delivery_id = models.new_delivery_id(now)
-    # Appended, not executed: a group commit inserts all its deliveries in one statement.
-    tx.append(_INSERT_DELIVERY, (
-        delivery_id, push.chain, DeliveryState.PENDING, push.source, now, push.text,
-        push.repository, push.tag, push.revision, push.pusher, push.redelivery_of))
+async def accept(tx: Tx, push: Push, targets: Sequence[config.Target], now: float, *,
+                 delivery_id: str | None = None, hold_until: float | None = None) -> str:
+    """Store a push as a pending delivery with one pending step per target; one with
+    `hold_until` is not started before then."""
+    delivery_id = delivery_id or models.new_delivery_id(now)
+    row = (delivery_id, push.chain, DeliveryState.PENDING, push.source, now, push.text,
+           push.repository, push.tag, push.revision, push.pusher, push.redelivery_of,
+           hold_until)
     secrets = models.new_step_secrets(len(targets))
-    for index, (target, (message_id, token)) in enumerate(zip(targets, secrets, strict=True)):
-        tx.append(_INSERT_STEP, (delivery_id, SendKind.STEP, index, target.name, target.url,
-                                 StepState.PENDING, message_id, token))
+    steps = [(delivery_id, SendKind.STEP, index, target.name, target.url, StepState.PENDING,
+              message_id, token)
+             for index, (target, (message_id, token)) in enumerate(
+                 zip(targets, secrets, strict=True))]
+    if hold_until is None:
+        # Appended, not executed: a group commit inserts all its deliveries in one statement.
+        tx.append(_INSERT_DELIVERY, row)
+        for step in steps:
+            tx.append(_INSERT_STEP, step)
+    else:
+        # Executed at once: the next push of the same tag, in this very group commit,
+        # must find the delivery to merge into.
+        await tx.execute(_INSERT_DELIVERY, *row)
+        await tx.executemany(_INSERT_STEP, steps)
     tx.wake()
     return delivery_id
 
 
 _INSERT_DELIVERY = (
     "INSERT INTO deliveries (id, chain, state, source, received_at, payload, repository, tag,"
-    " revision, pusher, redelivery_of) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+    " revision, pusher, redelivery_of, hold_until)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
 _INSERT_STEP = (
     "INSERT INTO sends (delivery_id, kind, idx, name, url, state, message_id, token)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What became of a push that `receive` took."""
+
+    id: str
+    duplicate: bool = False
+    """The sender's event was accepted before: `id` is the delivery it became then."""
+    merged: int = 1
+    """How many pushes the delivery now stands for (more than 1 once coalesced)."""
+
+
+async def receive(tx: Tx, push: Push, chain: config.Chain, now: float,
+                  key: str | None = None) -> Stored:
+    """Store a push the way its chain asks: a repeat of an event already accepted (same
+    `key`) gives back the first delivery; within the chain's `coalesce` window a push of the
+    same repository and tag merges into the delivery still held for it (the last payload
+    wins)."""
+    coalescing = chain.coalesce > 0 and bool(push.tag)
+    if key is None and not coalescing:
+        return Stored(await accept(tx, push, chain.targets, now))
+    held = None
+    if coalescing:
+        # The lock admission takes: a held delivery cannot start while a push merges into
+        # it, and of two processes only one holds a new delivery for the tag.
+        await tx.lock(f"chain:{chain.name}")
+        held = await tx.fetchrow(
+            "SELECT id, merged FROM deliveries WHERE chain = $1 AND repository = $2"
+            " AND tag = $3 AND hold_until > $4 AND state = 'pending'"
+            " ORDER BY id DESC LIMIT 1 FOR UPDATE",
+            chain.name, push.repository, push.tag, now)
+    delivery_id = held["id"] if held is not None else models.new_delivery_id(now)
+    if key is not None:
+        first = await idempotency.claim(tx, chain, key, delivery_id, now)
+        if first is not None:
+            return Stored(first, duplicate=True)
+    if held is not None:
+        await tx.execute(
+            "UPDATE deliveries SET payload = $2, pusher = $3, revision = $4,"
+            " merged = merged + 1 WHERE id = $1",
+            delivery_id, push.text, push.pusher, push.revision)
+        return Stored(delivery_id, merged=held["merged"] + 1)
+    hold_until = now + chain.coalesce if coalescing else None
+    return Stored(await accept(tx, push, chain.targets, now, delivery_id=delivery_id,
+                               hold_until=hold_until))
 
 
 async def redeliver(tx: Tx, settings: config.Settings, delivery_id: str, now: float) -> str:
@@ -138,15 +198,21 @@ async def dispatch(tx: Tx, settings: config.Settings, lease: str, now: float,
         claimed += await claim(tx, settings, lease, now, notices, notices=True)
     # With no room for notices, only the steps' times matter (a freed slot wakes the worker).
     only_steps = " AND kind = 'step'" if notices <= 0 else ""
-    next_due = await tx.fetchval(
+    next_send = await tx.fetchval(
         f"SELECT min(due_at) FROM sends WHERE due_at IS NOT NULL{only_steps}")
-    return claimed, next_due
+    # A held delivery is due when its coalescing window closes.
+    next_hold = await tx.fetchval(
+        "SELECT min(hold_until) FROM deliveries WHERE hold_until > $1", now)
+    due = [t for t in (next_send, next_hold) if t is not None]
+    return claimed, min(due) if due else None
 
 
 async def admit(tx: Tx, settings: config.Settings, now: float,
                 only_chain: str | None = None, handoff: str | None = None
                 ) -> list[Claimed]:
     """Start pending deliveries, oldest first, while their chain runs fewer than `concurrency`.
+    A delivery held for coalescing waits until its `hold_until` (and holds up later ones of
+    its chain, which keeps their order).
 
     Costs a few index look-ups per configured chain, however long the backlog is.
     """
@@ -155,23 +221,30 @@ async def admit(tx: Tx, settings: config.Settings, now: float,
     for name in names:
         configured = settings.chain(name)
         limit = configured.concurrency if configured else 1
-        if await _running(tx, name) >= limit or not await tx.fetchval(
-                "SELECT id FROM deliveries WHERE state = 'pending' AND chain = $1 LIMIT 1",
-                name):
+        if await _running(tx, name) >= limit or not _may_start(await tx.fetchrow(
+                "SELECT hold_until FROM deliveries WHERE state = 'pending' AND chain = $1"
+                " ORDER BY id LIMIT 1", name), now):
             continue
         await tx.lock(f"chain:{name}")
         # Counted again under the lock: another process may have admitted meanwhile.
         free = limit - await _running(tx, name)
         if free <= 0:
             continue
-        ids = await tx.fetch(
-            "SELECT id FROM deliveries WHERE state = 'pending' AND chain = $1"
+        rows = await tx.fetch(
+            "SELECT id, hold_until FROM deliveries WHERE state = 'pending' AND chain = $1"
             " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED", name, free)
-        for row in ids:
-            await tx.execute("UPDATE deliveries SET state = 'running', started_at = $2"
-                             " WHERE id = $1", row["id"], now)
+        for row in rows:
+            if not _may_start(row, now):
+                break
+            await tx.execute("UPDATE deliveries SET state = 'running', started_at = $2,"
+                             " hold_until = NULL WHERE id = $1", row["id"], now)
             started += await _start_step(tx, settings, row["id"], 0, now, handoff)
     return started
+
+
+def _may_start(pending: Row | None, now: float) -> bool:
+    return pending is not None and (pending["hold_until"] is None
+                                    or pending["hold_until"] <= now)
 
 
 async def admit_unconfigured(tx: Tx, settings: config.Settings, now: float) -> int:

@@ -38,7 +38,8 @@ async def page(tx: Tx, query: Query) -> tuple[list[dict[str, Any]], str | None]:
     args.append(query.limit + 1)
     rows = await tx.fetch(
         "SELECT id, chain, state, source, received_at, started_at, finished_at, repository,"
-        f" tag, summary, redelivery_of FROM deliveries {where} ORDER BY id DESC"
+        f" tag, summary, redelivery_of, merged, hold_until FROM deliveries {where}"
+        " ORDER BY id DESC"
         f" LIMIT ${len(args)}", *args)
     more = len(rows) > query.limit
     rows = rows[: query.limit]
@@ -83,6 +84,10 @@ def _summary(row: Row) -> dict[str, Any]:
         "started_at": iso(row["started_at"]),
         "finished_at": iso(row["finished_at"]),
         "summary": row["summary"],
+        # Coalescing (a chain's `coalesce`): how many pushes this delivery stands for, and
+        # until when it waits for more.
+        "merged": row["merged"],
+        "held_until": iso(row["hold_until"]),
     }
 
 

@@ -109,6 +109,26 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX triggers_chain ON triggers (chain, created_at)",
     ],
+    # 3: registries other than Docker Hub. A delivery may be held back until `hold_until`
+    #    so that pushes of one tag within a chain's `coalesce` window merge into it (NULL
+    #    once it may start); `merged` counts the pushes it stands for. `event_keys` remembers
+    #    each sender's event id (or Idempotency-Key) per chain: its primary key is what keeps
+    #    two processes from both storing a repeat.
+    [
+        "ALTER TABLE deliveries ADD COLUMN hold_until DOUBLE PRECISION",
+        "ALTER TABLE deliveries ADD COLUMN merged INTEGER NOT NULL DEFAULT 1",
+        "CREATE INDEX deliveries_held ON deliveries (chain, repository, tag)"
+        " WHERE hold_until IS NOT NULL",
+        "CREATE INDEX deliveries_hold ON deliveries (hold_until) WHERE hold_until IS NOT NULL",
+        """CREATE TABLE event_keys (
+            chain TEXT NOT NULL,
+            event_key TEXT NOT NULL,
+            delivery_id TEXT NOT NULL,
+            received_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (chain, event_key)
+        )""",
+        "CREATE INDEX event_keys_age ON event_keys (received_at)",
+    ],
 ]
 
 
