@@ -8,7 +8,7 @@ import time
 from aiohttp import web
 
 from relay import config, errors, httpkit, logs, schemas
-from relay.appkeys import SETTINGS, STORE
+from relay.appkeys import METRICS, SETTINGS, STORE
 from relay.store import deliveries
 
 # One answer for an unknown chain and for a wrong token, so that neither can be probed.
@@ -41,6 +41,28 @@ def authorize(settings: config.Settings, chain_name: str, token: str) -> config.
 
 async def take(request: web.Request, chain: config.Chain) -> web.Response:
     settings = request.app[SETTINGS]
+    metrics = request.app[METRICS]
+    try:
+        push = await validated(request, chain)
+    except errors.HTTPError:
+        metrics.pushed(chain.name, "rejected")
+        raise
+    reason = ignored(chain, push.repository)
+    if reason is not None:
+        metrics.pushed(chain.name, "ignored")
+        logs.get().info("push.ignored", chain=chain.name, repository=push.repository)
+        return httpkit.respond({"ignored": reason})
+    delivery_id = await request.app[STORE].write(
+        lambda tx: deliveries.accept(tx, push, chain.targets, time.time()))
+    metrics.pushed(chain.name, "accepted")
+    logs.get().info("push.accepted", delivery=delivery_id, chain=chain.name,
+                    repository=push.repository, tag=push.tag)
+    return accepted(settings, delivery_id)
+
+
+async def validated(request: web.Request, chain: config.Chain) -> deliveries.Push:
+    """The body as a push for `chain`; 400, 413 or 422 when it is not one."""
+    settings = request.app[SETTINGS]
     body = await httpkit.read_body(request, settings.server.max_body_bytes)
     payload, text = httpkit.parse_object(body, settings.server.max_json_depth)
     details = schemas.validate("push", payload)
@@ -48,16 +70,7 @@ async def take(request: web.Request, chain: config.Chain) -> web.Response:
         logs.get().info("push.rejected", chain=chain.name, violations=len(details))
         raise errors.HTTPError(422, "the payload is not a valid Docker Hub push notification",
                                details)
-    push = deliveries.Push(chain.name, payload, text)
-    reason = ignored(chain, push.repository)
-    if reason is not None:
-        logs.get().info("push.ignored", chain=chain.name, repository=push.repository)
-        return httpkit.respond({"ignored": reason})
-    delivery_id = await request.app[STORE].write(
-        lambda tx: deliveries.accept(tx, push, chain.targets, time.time()))
-    logs.get().info("push.accepted", delivery=delivery_id, chain=chain.name,
-                    repository=push.repository, tag=push.tag)
-    return accepted(settings, delivery_id)
+    return deliveries.Push(chain.name, payload, text)
 
 
 def accepted(settings: config.Settings, delivery_id: str) -> web.Response:
