@@ -40,9 +40,13 @@ def add_command(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     target = ExampleTarget(args.name, args.host, args.port, args.state, args.delay)
-    print(f"{target.name}: listening on http://{args.host}:{args.port}/ "
-          f"(calls back {args.state} after {args.delay:g} s)", flush=True)
-    web.run_app(target.app(), host=args.host, port=args.port, print=None, access_log=None)
+
+    def listening(_: object) -> None:  # run_app calls it once the port is bound
+        print(f"{target.name}: listening on http://{args.host}:{args.port}/ "
+              f"(calls back {args.state} after {args.delay:g} s)", flush=True)
+
+    web.run_app(target.app(), host=args.host, port=args.port, print=listening,
+                access_log=None)
     return 0
 
 

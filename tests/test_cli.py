@@ -216,6 +216,9 @@ async def test_example_target_answers_and_calls_back(start_relay: StartRelay,
         sys.executable, "-m", "relay", "example-target", "--port", str(port), "--state",
         "failure", "--delay", "0.2", "--name", "acme-ci", stdout=asyncio.subprocess.PIPE)
     try:
+        assert target.stdout is not None
+        first = await asyncio.wait_for(target.stdout.readline(), 30)
+        assert first.decode().startswith(f"acme-ci: listening on http://127.0.0.1:{port}/")
         relay = await start_relay({"url": f"http://127.0.0.1:{port}/hook",
                                    "backoff_initial": 0.1},
                                   upstream={"allowed_hosts": []})
