@@ -66,6 +66,7 @@ async def test_an_operator_watches_a_chain_walk_and_redelivers_it(
             re.compile(r"^\d+\.\d ms$"))
         await expect(steps.nth(1)).to_have_attribute("data-state", "awaiting_callback")
         await expect(page.locator("#live")).to_be_visible()
+        await page.screenshot(path=artifact("ui-walking.png"), full_page=True)
 
         # The deploy target calls back with hostile text: it is shown as text, and the
         # page follows the delivery to its end without a reload.
