@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench clean
+.PHONY: run demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,11 +15,15 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/relay serve --config relay.toml
 
+# relay + two example targets + the seed push, walking its chain live; Ctrl-C stops all.
+demo: $(STAMP)
+	$(BIN)/python demo/run.py
+
 test: lint
 	$(BIN)/pytest -q --durations=5
 
 lint: $(STAMP)
-	$(BIN)/ruff check relay tests bench
+	$(BIN)/ruff check relay tests bench demo
 	$(BIN)/mypy
 
 bench: $(STAMP)

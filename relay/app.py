@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
-from relay import callbacks, config, dockership, history, httpkit, intake, kudu, triggers
-from relay.appkeys import SESSION, SETTINGS, STORE, WORKER
+from relay import (
+    callbacks,
+    config,
+    dockership,
+    errors,
+    history,
+    httpkit,
+    intake,
+    kudu,
+    metrics,
+    triggers,
+)
+from relay.appkeys import METRICS, SESSION, SETTINGS, STORE, WORKER
 from relay.store import open_store
+from relay.ui import handlers as ui
 from relay.worker import Worker
+
+READY_TIMEOUT = 5.0
+"""Seconds /readyz waits for the store before it answers 503."""
 
 
 def make_app(settings: config.Settings) -> web.Application:
@@ -19,6 +35,7 @@ def make_app(settings: config.Settings) -> web.Application:
         middlewares=[httpkit.error_middleware(settings.server.max_body_bytes)],
     )
     app[SETTINGS] = settings
+    app[METRICS] = metrics.Metrics(chain.name for chain in settings.chains)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_session)
     app.cleanup_ctx.append(_worker)
@@ -47,6 +64,17 @@ def make_app(settings: config.Settings) -> web.Application:
         app.router.add_post(base + "/{id}/call" + end, triggers.call)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    # Operator experience (issue 8): the web UI at /ui and Prometheus metrics.
+    app.router.add_get("/ui", ui.page)
+    app.router.add_get("/ui/deliveries/{id}", ui.page)
+    app.router.add_get("/ui/static/{name}", ui.static)
+    app.router.add_post("/ui/login", ui.login)
+    app.router.add_post("/ui/logout", ui.logout)
+    app.router.add_get("/ui/api/session", ui.whoami)
+    app.router.add_get("/ui/api/history", ui.listing)
+    app.router.add_get("/ui/api/history/{id}", ui.show)
+    app.router.add_post("/ui/api/history/{id}/redeliver", ui.redeliver)
+    app.router.add_get("/metrics", scrape)
     return app
 
 
@@ -55,8 +83,19 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    await request.app[STORE].ping()
+    try:
+        await asyncio.wait_for(request.app[STORE].ping(), READY_TIMEOUT)
+    except TimeoutError:
+        raise errors.StoreError(f"the store did not answer within {READY_TIMEOUT:g} s"
+                                ) from None
     return httpkit.respond({"status": "ready"})
+
+
+async def scrape(request: web.Request) -> web.Response:
+    """GET /metrics: open like /healthz (no secrets in it; see README "Metrics")."""
+    body, content_type = await request.app[METRICS].render(
+        request.app[STORE], request.app[WORKER].in_flight, request.headers.get("Accept", ""))
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
@@ -74,7 +113,7 @@ async def _session(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _worker(app: web.Application) -> AsyncIterator[None]:
-    worker = Worker(app[SETTINGS], app[STORE], app[SESSION])
+    worker = Worker(app[SETTINGS], app[STORE], app[SESSION], observe=app[METRICS])
     app[WORKER] = worker
     await worker.start(sole_process=app[STORE].dialect == "sqlite")
     yield

@@ -7,7 +7,7 @@ import time
 from aiohttp import web
 
 from relay import errors, httpkit, logs, models, schemas, worker
-from relay.appkeys import SETTINGS, STORE, WORKER
+from relay.appkeys import METRICS, SETTINGS, STORE, WORKER
 from relay.store import deliveries
 
 
@@ -34,6 +34,6 @@ async def receive(request: web.Request) -> web.Response:
     logs.get().info("callback", delivery=applied.delivery_id, chain=applied.chain,
                     step=applied.idx, target=applied.name, state=verdict.state,
                     description=verdict.description)
-    worker.report(applied)
+    worker.report(applied, request.app[METRICS])
     return httpkit.respond({"delivery": applied.delivery_id, "step": applied.idx,
                             "state": verdict.state})

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from relay import __version__, config, errors, logs
+from relay import __version__, config, errors, example_target, logs, remote
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="check relay.toml and exit")
     check.add_argument("--config", required=True, help="path of relay.toml")
     check.set_defaults(run=run_check_config)
+
+    remote.add_commands(commands)
+    example_target.add_command(commands)
     return parser
 
 

@@ -1,4 +1,8 @@
-"""GET /history, GET /history/{id}, POST /history/{id}/redeliver (admin token)."""
+"""GET /history, GET /history/{id}, POST /history/{id}/redeliver (admin token).
+
+Each handler checks the admin token, then answers with an `answer_*` function that the web
+UI (relay/ui) reuses behind its own session check.
+"""
 
 from __future__ import annotations
 
@@ -21,15 +25,27 @@ _ID = re.compile(r"^[0-9a-v]{26}$")
 
 
 async def listing(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
-    httpkit.require_admin(request, settings.server.admin_token)
+    httpkit.require_admin(request, request.app[SETTINGS].server.admin_token)
+    return await answer_listing(request)
+
+
+async def show(request: web.Request) -> web.Response:
+    httpkit.require_admin(request, request.app[SETTINGS].server.admin_token)
+    return await answer_show(request)
+
+
+async def redeliver(request: web.Request) -> web.Response:
+    httpkit.require_admin(request, request.app[SETTINGS].server.admin_token)
+    return await answer_redeliver(request)
+
+
+async def answer_listing(request: web.Request) -> web.Response:
     query = parse_query(request)
     items, last = await request.app[STORE].read(lambda tx: reads.page(tx, query))
     return httpkit.respond({"items": items, "next_cursor": encode_cursor(last)})
 
 
-async def show(request: web.Request) -> web.Response:
-    httpkit.require_admin(request, request.app[SETTINGS].server.admin_token)
+async def answer_show(request: web.Request) -> web.Response:
     delivery_id = request.match_info["id"]
     found = await request.app[STORE].read(lambda tx: reads.delivery(tx, delivery_id))
     if found is None:
@@ -37,9 +53,8 @@ async def show(request: web.Request) -> web.Response:
     return httpkit.respond(found)
 
 
-async def redeliver(request: web.Request) -> web.Response:
+async def answer_redeliver(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    httpkit.require_admin(request, settings.server.admin_token)
     original = request.match_info["id"]
     delivery_id = await request.app[STORE].write(
         lambda tx: deliveries.redeliver(tx, settings, original, time.time()))

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from relay import config, errors, httpkit, logs, registries, schemas
-from relay.appkeys import SETTINGS, STORE
+from relay.appkeys import METRICS, SETTINGS, STORE
 from relay.store import Tx, deliveries
 
 # One answer for an unknown chain and for a wrong token, so that neither can be probed.
@@ -51,18 +51,24 @@ async def take(request: web.Request, chain: config.Chain) -> web.Response:
     """Dispatch by sender: Docker Hub's push as it is, another registry's notification
     through its translation into Docker Hub pushes (relay/registries)."""
     settings = request.app[SETTINGS]
-    body = await httpkit.read_body(request, settings.server.max_body_bytes)
-    document, text = httpkit.parse_object(body, settings.server.max_json_depth)
-    request_key = idempotency_key(request)
-    sender = registries.recognise(request.content_type, document)
-    if sender is registries.Sender.DOCKER_HUB:
-        return await take_push(request, chain, document, text, request_key)
-    return await take_notification(request, chain, sender, document, request_key)
+    metrics = request.app[METRICS]
+    try:
+        body = await httpkit.read_body(request, settings.server.max_body_bytes)
+        document, text = httpkit.parse_object(body, settings.server.max_json_depth)
+        request_key = idempotency_key(request)
+        sender = registries.recognise(request.content_type, document)
+        if sender is registries.Sender.DOCKER_HUB:
+            return await take_push(request, chain, document, text, request_key)
+        return await take_notification(request, chain, sender, document, request_key)
+    except errors.HTTPError:
+        metrics.pushed(chain.name, "rejected")
+        raise
 
 
 async def take_push(request: web.Request, chain: config.Chain, payload: dict[str, Any],
                     text: str, request_key: str | None) -> web.Response:
     settings = request.app[SETTINGS]
+    metrics = request.app[METRICS]
     details = schemas.validate("push", payload)
     if details:
         logs.get().info("push.rejected", chain=chain.name, violations=len(details))
@@ -71,11 +77,13 @@ async def take_push(request: web.Request, chain: config.Chain, payload: dict[str
     push = deliveries.Push(chain.name, payload, text)
     reason = ignored(chain, push.repository)
     if reason is not None:
+        metrics.pushed(chain.name, "ignored")
         logs.get().info("push.ignored", chain=chain.name, repository=push.repository)
         return httpkit.respond({"ignored": reason})
     key = f"request:{request_key}" if request_key is not None else None
     stored = await request.app[STORE].write(
         lambda tx: deliveries.receive(tx, push, chain, time.time(), key))
+    metrics.pushed(chain.name, "accepted")
     _log_stored(chain, push, stored, sender=registries.Sender.DOCKER_HUB, event="")
     answer = _stored_json(settings, stored)
     return httpkit.respond(answer, 200 if stored.duplicate else 202,
@@ -107,6 +115,7 @@ async def take_notification(request: web.Request, chain: config.Chain,
             logs.get().debug("push.ignored", chain=chain.name, sender=sender,
                              event_id=item.event, reason=item.reason)
     if not pushes:
+        request.app[METRICS].pushed(chain.name, "ignored")
         why = items[0].reason if len(items) == 1 and isinstance(items[0], registries.Skip) \
             else f"none of its {len(items)} events is a tag push this chain takes"
         return httpkit.respond({"ignored": why,
@@ -119,6 +128,8 @@ async def take_notification(request: web.Request, chain: config.Chain,
 
     stored = dict(zip([item.pointer for item, _ in pushes],
                       await request.app[STORE].write(store_all), strict=True))
+    for _ in pushes:
+        request.app[METRICS].pushed(chain.name, "accepted")
     for item, push in pushes:
         _log_stored(chain, push, stored[item.pointer], sender=sender, event=item.event)
     first = _stored_json(settings, stored[pushes[0][0].pointer])

@@ -104,3 +104,10 @@ def iso(timestamp: float | None) -> str | None:
         return None
     moment = datetime.fromtimestamp(timestamp, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def delivery_time(delivery_id: str) -> float:
+    """When a delivery id was made (epoch seconds, to the millisecond): new_delivery_id's
+    inverse."""
+    value = int.from_bytes(base64.b32hexdecode(delivery_id.upper() + "======"), "big")
+    return (value >> 80) / 1000

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import aiohttp
 
-from relay import chain, config, delivery, errors, logs
+from relay import chain, config, delivery, errors, logs, metrics
 from relay.models import SendKind, StepState
 from relay.store import Store, deliveries, idempotency
 
@@ -39,11 +39,13 @@ def worker_id() -> str:
 class Worker:
     def __init__(self, settings: config.Settings, store: Store,
                  session: aiohttp.ClientSession, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 observe: metrics.Metrics | None = None) -> None:
         self.settings = settings
         self.store = store
         self.session = session
         self.clock = clock
+        self.metrics = observe or metrics.Metrics(c.name for c in settings.chains)
         self.id = worker_id()
         self.capacity = settings.delivery.max_connections
         self.notice_capacity = max(1, int(self.capacity * NOTICE_SHARE))
@@ -155,7 +157,7 @@ class Worker:
                 applied = await self.store.write(lambda tx: deliveries.expire(
                     tx, self.settings, claimed, self.clock(), handoff))
                 self.take(applied.handoff)
-                report(applied)
+                report(applied, self.metrics)
                 return
             at = self.clock()
             answer = await self._send(claimed, at)
@@ -174,7 +176,8 @@ class Worker:
             target=claimed.name, attempt=claimed.attempt, status=answer.status,
             duration_ms=round(answer.duration_ms, 1), error=answer.error,
             outcome=_outcome(applied.decision))
-        report(applied)
+        self.metrics.attempted(claimed.chain, claimed.name, answer.status, answer.duration_ms)
+        report(applied, self.metrics)
 
     async def _send(self, claimed: deliveries.Claimed, at: float) -> chain.Answer:
         if claimed.kind is SendKind.STEP:
@@ -201,8 +204,10 @@ class Worker:
         return next((t for t in configured.targets if t.name == claimed.name), None)
 
 
-def report(applied: deliveries.Applied) -> None:
-    """The log line of a chain's end (once per delivery, by whoever ended it)."""
+def report(applied: deliveries.Applied, observe: metrics.Metrics | None = None) -> None:
+    """The log line and metric of a chain's end (once per delivery, by whoever ended it)."""
+    if observe is not None:
+        observe.finished(applied, time.time())
     if applied.finished is not None:
         logs.get().info("chain.finished", delivery=applied.delivery_id, chain=applied.chain,
                         state=applied.finished)

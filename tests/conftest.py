@@ -87,14 +87,15 @@ async def start_relay(tmp_path: Path, store_url: str, log_lines: io.StringIO,
     started: list[Relay] = []
 
     async def start(*targets: Target | dict[str, Any], chains: list[dict[str, Any]] | None = None,
-                    **sections: Any) -> Relay:
-        """A relay whose chain `main` walks `targets` (or the given `chains`)."""
+                    store: str | None = None, **sections: Any) -> Relay:
+        """A relay whose chain `main` walks `targets` (or the given `chains`), on this
+        test's store (or at the `store` URL)."""
         if chains is None:
             chains = [{"name": "main", "targets": [
                 _target_entry(i, t) for i, t in enumerate(targets)]}]
         sock = free_socket()
-        text = render_config(port=sock.getsockname()[1], store_url=store_url, chains=chains,
-                             **sections)
+        text = render_config(port=sock.getsockname()[1], store_url=store or store_url,
+                             chains=chains, **sections)
         path = tmp_path / f"relay-{len(started)}.toml"
         path.write_text(text)
         settings = config.load(path)

@@ -1,0 +1,1 @@
+"""The web UI at /ui: a static page (static/) over a session-authenticated copy of /history."""
