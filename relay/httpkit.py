@@ -67,7 +67,8 @@ def parse_json(body: bytes, max_depth: int) -> tuple[Any, str]:
     except UnicodeDecodeError:
         raise errors.HTTPError(400, "the body is not UTF-8 text") from None
     except orjson.JSONDecodeError as exc:
-        if "recursion" in str(exc):
+        # orjson stops at 1024 levels; its wording changed between releases.
+        if "recursion" in str(exc) or "depth limit" in str(exc):
             raise errors.HTTPError(400, f"the body is nested deeper than {max_depth} levels"
                                    ) from None
         raise errors.HTTPError(400, f"the body is not valid JSON: {exc}") from None

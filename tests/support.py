@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -122,6 +123,28 @@ def render_config(*, port: int, store_url: str, chains: list[dict[str, Any]],
             lines.append("[[chain.target]]")
             lines += [f"{k} = {toml_value(v)}" for k, v in target.items()]
     return "\n".join(lines) + "\n"
+
+
+def raw_request(method: str, path: str, *, headers: dict[str, str] | None = None,
+                body: bytes = b"") -> bytes:
+    """An HTTP/1.1 request as bytes on the wire, asking the server to close afterwards."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close",
+             f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def exchange(url: str, request: bytes, *, timeout: float = 10.0) -> bytes:
+    """Send `request` as it is to the server at `url` and read its answer until it closes."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(timeout):
+            return await reader.read()
+    finally:
+        writer.close()
 
 
 def free_socket() -> socket.socket:
