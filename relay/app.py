@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -32,6 +33,14 @@ def make_app(settings: config.Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
+
+
+def server_options(settings: config.Settings) -> dict[str, Any]:
+    """How aiohttp's server must run relay's app (web.run_app and web.AppRunner take them)."""
+    # aiohttp's keep-alive timer starts when a connection opens and after each answer, and
+    # closes the connection if no whole request head has arrived by then: the defence
+    # against clients that dribble their headers (slowloris) and against idle connections.
+    return {"keepalive_timeout": settings.server.header_timeout}
 
 
 async def healthz(request: web.Request) -> web.Response:

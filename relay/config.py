@@ -40,7 +40,11 @@ class ServerSettings:
     admin_token: str = ""
     max_body_bytes: int = 1024 * 1024
     max_json_depth: int = 64
+    header_timeout: float = 20.0
+    """A connection must send a whole request head this soon after it opens or after its
+    previous answer (so this also closes idle keep-alive connections)."""
     read_timeout: float = 30.0
+    """A request body must arrive whole this soon after its head."""
     shutdown_grace: float = 10.0
 
 
@@ -167,8 +171,8 @@ class _Reader:
 
     def server(self, table: dict[str, Any]) -> ServerSettings:
         self._only(table, "server", {"host", "port", "public_url", "admin_token",
-                                     "max_body_bytes", "max_json_depth", "read_timeout",
-                                     "shutdown_grace"})
+                                     "max_body_bytes", "max_json_depth", "header_timeout",
+                                     "read_timeout", "shutdown_grace"})
         default = ServerSettings()
         host = self._string(table, "server.host", "host", default.host)
         port = self._int(table, "server.port", "port", default.port, minimum=0, maximum=65535)
@@ -184,6 +188,8 @@ class _Reader:
                                      default.max_body_bytes, minimum=1024),
             max_json_depth=self._int(table, "server.max_json_depth", "max_json_depth",
                                      default.max_json_depth, minimum=4),
+            header_timeout=self._duration(table, "server.header_timeout", "header_timeout",
+                                          default.header_timeout),
             read_timeout=self._duration(table, "server.read_timeout", "read_timeout",
                                         default.read_timeout),
             shutdown_grace=self._duration(table, "server.shutdown_grace", "shutdown_grace",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -10,6 +11,7 @@ import orjson
 from aiohttp import web
 
 from relay import errors, logs
+from relay.appkeys import SETTINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -44,14 +46,21 @@ def require_admin(request: web.Request, admin_token: str) -> None:
                                headers={"WWW-Authenticate": 'Bearer realm="relay"'})
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The body, refused with 413 before it is read whole when it is over `limit` bytes."""
+async def read_body(request: web.Request, limit: int, timeout: float | None = None) -> bytes:
+    """The body, refused with 413 before it is read whole when it is over `limit` bytes, and
+    with 408 when it has not arrived whole within `timeout` seconds ([server] read_timeout
+    unless given): a client that dribbles its body cannot hold a handler for ever."""
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
+    if timeout is None:
+        timeout = request.app[SETTINGS].server.read_timeout
     try:
-        return await request.read()
+        async with asyncio.timeout(timeout):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise too_large(limit) from None
+    except TimeoutError:
+        raise errors.HTTPError(408, f"the body did not arrive within {timeout:g} s") from None
 
 
 def too_large(limit: int) -> errors.HTTPError:
@@ -123,7 +132,10 @@ def error_middleware(max_body_bytes: int) -> Any:
         try:
             return await handler(request)
         except errors.HTTPError as exc:
-            return respond(exc.body(), exc.status, exc.headers)
+            response = respond(exc.body(), exc.status, exc.headers)
+            if exc.status == 408:
+                await _answer_and_close(request, response)
+            return response
         except web.HTTPRequestEntityTooLarge:
             return respond(too_large(max_body_bytes).body(), 413)
         except web.HTTPException as exc:
@@ -142,6 +154,16 @@ def error_middleware(max_body_bytes: int) -> Any:
                                                  " log has the details").body(), 500)
 
     return middleware
+
+
+async def _answer_and_close(request: web.Request, response: web.Response) -> None:
+    """Send `response` now and close the connection at once. aiohttp would otherwise keep
+    reading ("lingering") the unread rest of the body for 10 s: not worth it from a client
+    that was too slow already."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
 
 
 def _route(request: web.Request) -> str:

@@ -21,7 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from relay import config
-from relay.app import make_app
+from relay.app import make_app, server_options
 
 T = TypeVar("T")
 
@@ -255,7 +255,8 @@ class Relay:
         self.admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
     async def start(self) -> Relay:
-        self.runner = web.AppRunner(make_app(self.settings), access_log=None)
+        self.runner = web.AppRunner(make_app(self.settings), access_log=None,
+                                    **server_options(self.settings))
         await self.runner.setup()
         await web.SockSite(self.runner, self.sock).start()
         return self
