@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from relay import callbacks, config, history, httpkit, intake
-from relay.appkeys import SESSION, SETTINGS, STORE, WORKER
+from relay import callbacks, config, history, httpkit, intake, ratelimit
+from relay.appkeys import LIMITS, SESSION, SETTINGS, STORE, WORKER
 from relay.store import open_store
 from relay.worker import Worker
 
@@ -20,6 +20,7 @@ def make_app(settings: config.Settings) -> web.Application:
         middlewares=[httpkit.error_middleware(settings.server.max_body_bytes)],
     )
     app[SETTINGS] = settings
+    app[LIMITS] = ratelimit.Limits(settings.chains)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_session)
     app.cleanup_ctx.append(_worker)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp import web
 
-from relay import config
+from relay import config, ratelimit
 from relay.store import Store
 
 if TYPE_CHECKING:
@@ -17,3 +17,4 @@ SETTINGS = web.AppKey("settings", config.Settings)
 STORE = web.AppKey("store", Store)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 WORKER: web.AppKey[Worker] = web.AppKey("worker")
+LIMITS = web.AppKey("limits", ratelimit.Limits)

@@ -18,6 +18,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h)\s*$")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,14 @@ class Target:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """At most `burst` requests at once, refilled at `per_second`."""
+
+    per_second: float
+    burst: int
+
+
+@dataclass(frozen=True)
 class Chain:
     name: str
     token: str
@@ -82,6 +91,13 @@ class Chain:
     concurrency: int = 1
     webhook: str | None = None
     environment: str = ""
+    rate_limit: RateLimit | None = None
+    previous_tokens: tuple[str, ...] = ()
+    """Still accepted beside `token` while senders move to it (a rotation)."""
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return (self.token, *self.previous_tokens)
 
 
 @dataclass(frozen=True)
@@ -215,7 +231,7 @@ class _Reader:
         if not isinstance(table, dict):
             raise errors.ConfigError(f"{where}: must be a table")
         self._only(table, where, {"name", "token", "repositories", "concurrency", "target",
-                                  "webhook", "environment"})
+                                  "webhook", "environment", "rate_limit", "rate_burst"})
         name = self._name(table, f"{where}.name")
         target_tables = table.get("target", [])
         if not isinstance(target_tables, list) or not target_tables:
@@ -225,9 +241,11 @@ class _Reader:
                         for i, t in enumerate(target_tables))
         _unique([t.name for t in targets], f"{where}.target", "name")
         webhook = table.get("webhook")
+        tokens = self._tokens(table, f"{where}.token", "token")
         return Chain(
             name=name,
-            token=self._token(table, f"{where}.token", "token"),
+            token=tokens[0],
+            previous_tokens=tokens[1:],
             targets=targets,
             repositories=self._strings(table, f"{where}.repositories", "repositories", ()),
             concurrency=self._int(table, f"{where}.concurrency", "concurrency", 1,
@@ -235,7 +253,25 @@ class _Reader:
             webhook=None if webhook is None else self._url(table, f"{where}.webhook",
                                                            "webhook", ""),
             environment=self._string(table, f"{where}.environment", "environment", ""),
+            rate_limit=self.rate_limit(table, where),
         )
+
+    def rate_limit(self, table: dict[str, Any], where: str) -> RateLimit | None:
+        if "rate_limit" not in table:
+            if "rate_burst" in table:
+                raise errors.ConfigError(f"{where}.rate_burst: needs a rate_limit beside it")
+            return None
+        text = self._get(table, "rate_limit", str, "a string", f"{where}.rate_limit", "")
+        match = _RATE.match(text)
+        count = float(match.group(1)) if match else 0.0
+        if match is None or count <= 0:
+            raise errors.ConfigError(f"{where}.rate_limit: must be a rate such as \"50/s\", "
+                                     f"\"600/m\" or \"1000/h\", got {_show(text)}")
+        per_second = count / _DURATION_UNITS[match.group(2)]
+        # "600/m" allows 600 at once by default: what the rate says may come within its unit.
+        burst = self._int(table, f"{where}.rate_burst", "rate_burst",
+                          max(1, int(count)), minimum=1)
+        return RateLimit(per_second=per_second, burst=burst)
 
     def target(self, table: Any, where: str, policy: Policy) -> Target:
         if not isinstance(table, dict):
@@ -341,13 +377,18 @@ class _Reader:
     def _token(self, table: dict[str, Any], path: str, key: str) -> str:
         if key not in table:
             raise errors.ConfigError(f"{path}: is required")
-        token = self._string(table, path, key, "", secret=True)
-        if len(token) < MIN_TOKEN_LENGTH:
-            raise errors.ConfigError(f"{path}: must be at least {MIN_TOKEN_LENGTH} characters "
-                                     f"long (it has {len(token)})")
-        if token.strip() != token or any(c in token for c in "/?#"):
-            raise errors.ConfigError(f"{path}: must not contain spaces, '/', '?' or '#'")
-        return token
+        return _checked_token(self._string(table, path, key, "", secret=True), path)
+
+    def _tokens(self, table: dict[str, Any], path: str, key: str) -> tuple[str, ...]:
+        """One token, or a list of them while senders move from an old one to a new one."""
+        if key not in table:
+            raise errors.ConfigError(f"{path}: is required")
+        tokens = self._strings(table, path, key, (), secret=True)
+        if not tokens:
+            raise errors.ConfigError(f"{path}: must name at least one token")
+        for index, token in enumerate(tokens):
+            _checked_token(token, path if len(tokens) == 1 else f"{path}[{index}]")
+        return tokens
 
     def _url(self, table: dict[str, Any], path: str, key: str, default: str) -> str:
         if key not in table and not default:
@@ -361,6 +402,15 @@ class _Reader:
 
 _POLICY_KEYS = {"timeout", "attempts", "callback_timeout", "backoff_initial", "backoff_max",
                 "retry_after_max"}
+
+
+def _checked_token(token: str, path: str) -> str:
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise errors.ConfigError(f"{path}: must be at least {MIN_TOKEN_LENGTH} characters "
+                                 f"long (it has {len(token)})")
+    if token.strip() != token or any(c in token for c in "/?# "):
+        raise errors.ConfigError(f"{path}: must not contain spaces, '/', '?' or '#'")
+    return token
 
 
 def parse_duration(value: object) -> float | None:

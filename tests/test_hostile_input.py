@@ -11,6 +11,8 @@ import pytest
 from conftest import StartRelay, StartTarget
 from support import CHAIN_TOKEN, SEED_TAG_PUSH, Relay, exchange, raw_request
 
+from relay import config, errors
+
 OTHER_TOKEN = "other-chain-token-0123456789abc"
 
 
@@ -114,3 +116,42 @@ token = "chain-token-0123456789"
     assert result.returncode == 2
     assert f"{key}: must be at least 16 characters long" in result.stderr
     assert not (tmp_path / "relay.db").exists()
+
+
+NEW_TOKEN = "new-chain-token-after-rotation-01"
+
+
+async def test_a_chain_accepts_its_old_and_new_token_during_a_rotation(
+        start_relay: StartRelay, start_target: StartTarget) -> None:
+    target = await start_target()
+    relay = await start_relay(chains=[{"name": "main", "token": [NEW_TOKEN, CHAIN_TOKEN],
+                                       "targets": [{"name": "ci", "url": target.url}]}])
+
+    for token in (NEW_TOKEN, CHAIN_TOKEN):
+        assert (await relay.post(f"/hooks/main/{token}", SEED_TAG_PUSH))[0] == 202
+        assert (await relay.post("/hooks/main", SEED_TAG_PUSH,
+                                 headers={"Authorization": f"Bearer {token}"}))[0] == 202
+    assert (await relay.post(f"/hooks/main/{OTHER_TOKEN}", SEED_TAG_PUSH))[0] == 404
+    assert len((await relay.get("/history"))[1]["items"]) == 4
+
+
+def test_every_token_of_a_rotation_is_checked_and_secret() -> None:
+    text = """
+[server]
+admin_token = "admin-token-0123456789"
+[[chain]]
+name = "main"
+token = ["new-token-0123456789", "${OLD_TOKEN}"]
+  [[chain.target]]
+  name = "ci"
+  url = "http://127.0.0.1:9001/hook"
+"""
+    settings = config.parse(text, environ={"OLD_TOKEN": "old-token-0123456789"})
+
+    assert settings.chains[0].tokens == ("new-token-0123456789", "old-token-0123456789")
+    assert settings.chains[0].token == "new-token-0123456789"
+    assert {"new-token-0123456789", "old-token-0123456789"} <= settings.secrets
+    with pytest.raises(errors.ConfigError, match=r"chain\[0\]\.token\[1\]: must be at least 16"):
+        config.parse(text, environ={"OLD_TOKEN": "short"})
+    with pytest.raises(errors.ConfigError, match=r"chain\[0\]\.token: must name at least one"):
+        config.parse(text.replace('["new-token-0123456789", "${OLD_TOKEN}"]', "[]"))
