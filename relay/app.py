@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from relay import callbacks, config, history, httpkit, intake, ratelimit
-from relay.appkeys import LIMITS, SESSION, SETTINGS, STORE, WORKER
+from relay import callbacks, config, history, httpkit, intake, outbound, ratelimit
+from relay.appkeys import LIMITS, OUTSIDE_SESSION, SESSION, SETTINGS, STORE, WORKER
 from relay.store import open_store
 from relay.worker import Worker
 
@@ -61,14 +61,19 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _session(app: web.Application) -> AsyncIterator[None]:
-    connector = aiohttp.TCPConnector(limit=app[SETTINGS].delivery.max_connections)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    settings = app[SETTINGS]
+    limit = settings.delivery.max_connections
+    guarded = outbound.connector(outbound.Policy(settings.outbound.allow_networks), limit)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)) as session, \
+            aiohttp.ClientSession(connector=guarded) as outside_session:
         app[SESSION] = session
+        app[OUTSIDE_SESSION] = outside_session
         yield
 
 
 async def _worker(app: web.Application) -> AsyncIterator[None]:
-    worker = Worker(app[SETTINGS], app[STORE], app[SESSION])
+    worker = Worker(app[SETTINGS], app[STORE], app[SESSION],
+                    outside_session=app[OUTSIDE_SESSION])
     app[WORKER] = worker
     await worker.start(sole_process=app[STORE].dialect == "sqlite")
     yield

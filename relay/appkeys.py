@@ -16,5 +16,7 @@ if TYPE_CHECKING:
 SETTINGS = web.AppKey("settings", config.Settings)
 STORE = web.AppKey("store", Store)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+OUTSIDE_SESSION = web.AppKey("outside_session", aiohttp.ClientSession)
+"""For URLs from outside (outbound.OUTSIDE_URL_KINDS): only reaches allowed addresses."""
 WORKER: web.AppKey[Worker] = web.AppKey("worker")
 LIMITS = web.AppKey("limits", ratelimit.Limits)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -66,6 +67,12 @@ class UpstreamSettings:
 
 
 @dataclass(frozen=True)
+class OutboundSettings:
+    allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    """Non-public networks that URLs from outside may reach all the same (see outbound.py)."""
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     url: str
@@ -106,6 +113,7 @@ class Settings:
     store: StoreSettings = StoreSettings()
     delivery: DeliverySettings = DeliverySettings()
     upstream: UpstreamSettings = UpstreamSettings()
+    outbound: OutboundSettings = OutboundSettings()
     chains: tuple[Chain, ...] = ()
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
     """Every secret value in the file, so that logging can redact them wherever they appear."""
@@ -158,7 +166,7 @@ class _Reader:
         self.secrets: set[str] = set()
 
     def settings(self, doc: dict[str, Any]) -> Settings:
-        self._only(doc, "", {"server", "store", "delivery", "upstream", "chain"})
+        self._only(doc, "", {"server", "store", "delivery", "upstream", "outbound", "chain"})
         server = self.server(self._table(doc, "server"))
         store = StoreSettings(url=self._string(self._table(doc, "store"), "store.url",
                                                "url", StoreSettings.url))
@@ -176,6 +184,7 @@ class _Reader:
             host.lower() for host in self._strings(
                 upstream_table, "upstream.allowed_hosts", "allowed_hosts",
                 UpstreamSettings.allowed_hosts)))
+        outbound = self.outbound(self._table(doc, "outbound"))
         chain_tables = doc.get("chain", [])
         if not isinstance(chain_tables, list):
             raise errors.ConfigError("chain: must be an array of tables ([[chain]])")
@@ -183,7 +192,19 @@ class _Reader:
                        for i, table in enumerate(chain_tables))
         _unique([c.name for c in chains], "chain", "name")
         return Settings(server=server, store=store, delivery=delivery, upstream=upstream,
-                        chains=chains, secrets=frozenset(self.secrets))
+                        outbound=outbound, chains=chains, secrets=frozenset(self.secrets))
+
+    def outbound(self, table: dict[str, Any]) -> OutboundSettings:
+        self._only(table, "outbound", {"allow_networks"})
+        networks = []
+        for text in self._strings(table, "outbound.allow_networks", "allow_networks", ()):
+            try:
+                networks.append(ipaddress.ip_network(text.strip(), strict=False))
+            except ValueError:
+                raise errors.ConfigError(
+                    f"outbound.allow_networks: {text!r} is not a network such as "
+                    "\"10.0.0.0/8\", \"127.0.0.1/32\" or \"fd00::/8\"") from None
+        return OutboundSettings(allow_networks=tuple(networks))
 
     def server(self, table: dict[str, Any]) -> ServerSettings:
         self._only(table, "server", {"host", "port", "public_url", "admin_token",
