@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from relay import callbacks, config, history, httpkit, intake, outbound, ratelimit
+from relay import callbacks, config, history, httpkit, intake, openapi, outbound, ratelimit
 from relay.appkeys import LIMITS, OUTSIDE_SESSION, SESSION, SETTINGS, STORE, WORKER
 from relay.store import open_store
 from relay.worker import Worker
@@ -33,7 +33,19 @@ def make_app(settings: config.Settings) -> web.Application:
     app.router.add_post("/history/{id}/redeliver", history.redeliver)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    # The OpenAPI document (issue 4). Every route above and below must have its entry in
+    # relay/openapi.py OPERATIONS; tests/test_openapi.py fails for any that has none.
+    app.router.add_get("/openapi.json", openapi_document(settings))
     return app
+
+
+def openapi_document(settings: config.Settings) -> httpkit.Handler:
+    body = httpkit.dumps(openapi.document(settings))
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    return serve
 
 
 def server_options(settings: config.Settings) -> dict[str, Any]:
