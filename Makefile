@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run demo test lint bench clean
+.PHONY: run demo test lint audit fuzz bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,12 +19,20 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python demo/run.py
 
-test: lint
+test: lint audit
 	$(BIN)/pytest -q --durations=5
 
 lint: $(STAMP)
-	$(BIN)/ruff check relay tests bench demo
+	$(BIN)/ruff check relay tests bench demo tools
 	$(BIN)/mypy
+
+# Known vulnerabilities in the installed dependencies; skips, saying so, when offline.
+audit: $(STAMP)
+	$(BIN)/python tools/audit.py
+
+# The fuzzing tests with a large budget (make test runs them with a small one).
+fuzz: $(STAMP)
+	RELAY_FUZZ=1 $(BIN)/pytest -q --durations=5 tests/test_fuzz.py tests/test_openapi.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/intake.py

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -18,9 +19,20 @@ from relay import (
     intake,
     kudu,
     metrics,
+    openapi,
+    outbound,
+    ratelimit,
     triggers,
 )
-from relay.appkeys import METRICS, SESSION, SETTINGS, STORE, WORKER
+from relay.appkeys import (
+    LIMITS,
+    METRICS,
+    OUTSIDE_SESSION,
+    SESSION,
+    SETTINGS,
+    STORE,
+    WORKER,
+)
 from relay.store import open_store
 from relay.ui import handlers as ui
 from relay.worker import Worker
@@ -36,6 +48,7 @@ def make_app(settings: config.Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics.Metrics(chain.name for chain in settings.chains)
+    app[LIMITS] = ratelimit.Limits(settings.chains)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_session)
     app.cleanup_ctx.append(_worker)
@@ -75,7 +88,27 @@ def make_app(settings: config.Settings) -> web.Application:
     app.router.add_get("/ui/api/history/{id}", ui.show)
     app.router.add_post("/ui/api/history/{id}/redeliver", ui.redeliver)
     app.router.add_get("/metrics", scrape)
+    # The OpenAPI document (issue 4). Every route above must have its entry in
+    # relay/openapi.py OPERATIONS; tests/test_openapi.py fails for any that has none.
+    app.router.add_get("/openapi.json", openapi_document(settings))
     return app
+
+
+def openapi_document(settings: config.Settings) -> httpkit.Handler:
+    body = httpkit.dumps(openapi.document(settings))
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    return serve
+
+
+def server_options(settings: config.Settings) -> dict[str, Any]:
+    """How aiohttp's server must run relay's app (web.run_app and web.AppRunner take them)."""
+    # aiohttp's keep-alive timer starts when a connection opens and after each answer, and
+    # closes the connection if no whole request head has arrived by then: the defence
+    # against clients that dribble their headers (slowloris) and against idle connections.
+    return {"keepalive_timeout": settings.server.header_timeout}
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -106,14 +139,19 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _session(app: web.Application) -> AsyncIterator[None]:
-    connector = aiohttp.TCPConnector(limit=app[SETTINGS].delivery.max_connections)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    settings = app[SETTINGS]
+    limit = settings.delivery.max_connections
+    guarded = outbound.connector(outbound.Policy(settings.outbound.allow_networks), limit)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)) as session, \
+            aiohttp.ClientSession(connector=guarded) as outside_session:
         app[SESSION] = session
+        app[OUTSIDE_SESSION] = outside_session
         yield
 
 
 async def _worker(app: web.Application) -> AsyncIterator[None]:
-    worker = Worker(app[SETTINGS], app[STORE], app[SESSION], observe=app[METRICS])
+    worker = Worker(app[SETTINGS], app[STORE], app[SESSION],
+                    outside_session=app[OUTSIDE_SESSION], observe=app[METRICS])
     app[WORKER] = worker
     await worker.start(sole_process=app[STORE].dialect == "sqlite")
     yield

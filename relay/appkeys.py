@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp import web
 
-from relay import config, metrics
+from relay import config, metrics, ratelimit
 from relay.store import Store
 
 if TYPE_CHECKING:
@@ -16,5 +16,8 @@ if TYPE_CHECKING:
 SETTINGS = web.AppKey("settings", config.Settings)
 STORE = web.AppKey("store", Store)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+OUTSIDE_SESSION = web.AppKey("outside_session", aiohttp.ClientSession)
+"""For URLs from outside (outbound.OUTSIDE_URL_KINDS): only reaches allowed addresses."""
 WORKER: web.AppKey[Worker] = web.AppKey("worker")
 METRICS = web.AppKey("metrics", metrics.Metrics)
+LIMITS = web.AppKey("limits", ratelimit.Limits)

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from relay.app import make_app
+    from relay.app import make_app, server_options
 
     settings = config.load(args.config)
     logs.configure(settings.secrets, level=args.log_level)
@@ -68,6 +68,7 @@ def run_serve(args: argparse.Namespace) -> int:
         print=None,
         shutdown_timeout=settings.server.shutdown_grace,
         handle_signals=True,
+        **server_options(settings),
     )
     log.info("relay.stopped")
     return 0

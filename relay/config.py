@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -18,6 +19,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h)\s*$")
 
 MANIFEST_MEDIA_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -51,7 +53,11 @@ class ServerSettings:
     admin_token: str = ""
     max_body_bytes: int = 1024 * 1024
     max_json_depth: int = 64
+    header_timeout: float = 20.0
+    """A connection must send a whole request head this soon after it opens or after its
+    previous answer (so this also closes idle keep-alive connections)."""
     read_timeout: float = 30.0
+    """A request body must arrive whole this soon after its head."""
     shutdown_grace: float = 10.0
 
 
@@ -72,12 +78,26 @@ class UpstreamSettings:
 
 
 @dataclass(frozen=True)
+class OutboundSettings:
+    allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    """Non-public networks that URLs from outside may reach all the same (see outbound.py)."""
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     url: str
     policy: Policy
     await_callback: bool = True
     secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `burst` requests at once, refilled at `per_second`."""
+
+    per_second: float
+    burst: int
 
 
 @dataclass(frozen=True)
@@ -95,6 +115,13 @@ class Chain:
     """Pushes of one repository and tag within this many seconds become one delivery; 0: off."""
     idempotency_window: float = IDEMPOTENCY_WINDOW
     """How long a sender's event id (or Idempotency-Key) keeps giving back its first delivery."""
+    rate_limit: RateLimit | None = None
+    previous_tokens: tuple[str, ...] = ()
+    """Still accepted beside `token` while senders move to it (a rotation)."""
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return (self.token, *self.previous_tokens)
 
 
 @dataclass(frozen=True)
@@ -103,6 +130,7 @@ class Settings:
     store: StoreSettings = StoreSettings()
     delivery: DeliverySettings = DeliverySettings()
     upstream: UpstreamSettings = UpstreamSettings()
+    outbound: OutboundSettings = OutboundSettings()
     chains: tuple[Chain, ...] = ()
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
     """Every secret value in the file, so that logging can redact them wherever they appear."""
@@ -156,7 +184,7 @@ class _Reader:
         self.secrets: set[str] = set()
 
     def settings(self, doc: dict[str, Any]) -> Settings:
-        self._only(doc, "", {"server", "store", "delivery", "upstream", "chain"})
+        self._only(doc, "", {"server", "store", "delivery", "upstream", "outbound", "chain"})
         server = self.server(self._table(doc, "server"))
         store = StoreSettings(url=self._string(self._table(doc, "store"), "store.url",
                                                "url", StoreSettings.url))
@@ -174,6 +202,7 @@ class _Reader:
             host.lower() for host in self._strings(
                 upstream_table, "upstream.allowed_hosts", "allowed_hosts",
                 UpstreamSettings.allowed_hosts)))
+        outbound = self.outbound(self._table(doc, "outbound"))
         chain_tables = doc.get("chain", [])
         if not isinstance(chain_tables, list):
             raise errors.ConfigError("chain: must be an array of tables ([[chain]])")
@@ -181,12 +210,24 @@ class _Reader:
                        for i, table in enumerate(chain_tables))
         _unique([c.name for c in chains], "chain", "name")
         return Settings(server=server, store=store, delivery=delivery, upstream=upstream,
-                        chains=chains, secrets=frozenset(self.secrets))
+                        outbound=outbound, chains=chains, secrets=frozenset(self.secrets))
+
+    def outbound(self, table: dict[str, Any]) -> OutboundSettings:
+        self._only(table, "outbound", {"allow_networks"})
+        networks = []
+        for text in self._strings(table, "outbound.allow_networks", "allow_networks", ()):
+            try:
+                networks.append(ipaddress.ip_network(text.strip(), strict=False))
+            except ValueError:
+                raise errors.ConfigError(
+                    f"outbound.allow_networks: {text!r} is not a network such as "
+                    "\"10.0.0.0/8\", \"127.0.0.1/32\" or \"fd00::/8\"") from None
+        return OutboundSettings(allow_networks=tuple(networks))
 
     def server(self, table: dict[str, Any]) -> ServerSettings:
         self._only(table, "server", {"host", "port", "public_url", "admin_token",
-                                     "max_body_bytes", "max_json_depth", "read_timeout",
-                                     "shutdown_grace"})
+                                     "max_body_bytes", "max_json_depth", "header_timeout",
+                                     "read_timeout", "shutdown_grace"})
         default = ServerSettings()
         host = self._string(table, "server.host", "host", default.host)
         port = self._int(table, "server.port", "port", default.port, minimum=0, maximum=65535)
@@ -202,6 +243,8 @@ class _Reader:
                                      default.max_body_bytes, minimum=1024),
             max_json_depth=self._int(table, "server.max_json_depth", "max_json_depth",
                                      default.max_json_depth, minimum=4),
+            header_timeout=self._duration(table, "server.header_timeout", "header_timeout",
+                                          default.header_timeout),
             read_timeout=self._duration(table, "server.read_timeout", "read_timeout",
                                         default.read_timeout),
             shutdown_grace=self._duration(table, "server.shutdown_grace", "shutdown_grace",
@@ -228,7 +271,7 @@ class _Reader:
             raise errors.ConfigError(f"{where}: must be a table")
         self._only(table, where, {"name", "token", "repositories", "concurrency", "target",
                                   "webhook", "environment", "media_types", "coalesce",
-                                  "idempotency_window"})
+                                  "idempotency_window", "rate_limit", "rate_burst"})
         name = self._name(table, f"{where}.name")
         target_tables = table.get("target", [])
         if not isinstance(target_tables, list) or not target_tables:
@@ -238,9 +281,11 @@ class _Reader:
                         for i, t in enumerate(target_tables))
         _unique([t.name for t in targets], f"{where}.target", "name")
         webhook = table.get("webhook")
+        tokens = self._tokens(table, f"{where}.token", "token")
         return Chain(
             name=name,
-            token=self._token(table, f"{where}.token", "token"),
+            token=tokens[0],
+            previous_tokens=tokens[1:],
             targets=targets,
             repositories=self._strings(table, f"{where}.repositories", "repositories", ()),
             concurrency=self._int(table, f"{where}.concurrency", "concurrency", 1,
@@ -253,7 +298,25 @@ class _Reader:
                                     allow_zero=True),
             idempotency_window=self._duration(table, f"{where}.idempotency_window",
                                               "idempotency_window", IDEMPOTENCY_WINDOW),
+            rate_limit=self.rate_limit(table, where),
         )
+
+    def rate_limit(self, table: dict[str, Any], where: str) -> RateLimit | None:
+        if "rate_limit" not in table:
+            if "rate_burst" in table:
+                raise errors.ConfigError(f"{where}.rate_burst: needs a rate_limit beside it")
+            return None
+        text = self._get(table, "rate_limit", str, "a string", f"{where}.rate_limit", "")
+        match = _RATE.match(text)
+        count = float(match.group(1)) if match else 0.0
+        if match is None or count <= 0:
+            raise errors.ConfigError(f"{where}.rate_limit: must be a rate such as \"50/s\", "
+                                     f"\"600/m\" or \"1000/h\", got {_show(text)}")
+        per_second = count / _DURATION_UNITS[match.group(2)]
+        # "600/m" allows 600 at once by default: what the rate says may come within its unit.
+        burst = self._int(table, f"{where}.rate_burst", "rate_burst",
+                          max(1, int(count)), minimum=1)
+        return RateLimit(per_second=per_second, burst=burst)
 
     def target(self, table: Any, where: str, policy: Policy) -> Target:
         if not isinstance(table, dict):
@@ -372,13 +435,18 @@ class _Reader:
     def _token(self, table: dict[str, Any], path: str, key: str) -> str:
         if key not in table:
             raise errors.ConfigError(f"{path}: is required")
-        token = self._string(table, path, key, "", secret=True)
-        if len(token) < MIN_TOKEN_LENGTH:
-            raise errors.ConfigError(f"{path}: must be at least {MIN_TOKEN_LENGTH} characters "
-                                     f"long (it has {len(token)})")
-        if token.strip() != token or any(c in token for c in "/?#"):
-            raise errors.ConfigError(f"{path}: must not contain spaces, '/', '?' or '#'")
-        return token
+        return _checked_token(self._string(table, path, key, "", secret=True), path)
+
+    def _tokens(self, table: dict[str, Any], path: str, key: str) -> tuple[str, ...]:
+        """One token, or a list of them while senders move from an old one to a new one."""
+        if key not in table:
+            raise errors.ConfigError(f"{path}: is required")
+        tokens = self._strings(table, path, key, (), secret=True)
+        if not tokens:
+            raise errors.ConfigError(f"{path}: must name at least one token")
+        for index, token in enumerate(tokens):
+            _checked_token(token, path if len(tokens) == 1 else f"{path}[{index}]")
+        return tokens
 
     def _url(self, table: dict[str, Any], path: str, key: str, default: str) -> str:
         if key not in table and not default:
@@ -392,6 +460,15 @@ class _Reader:
 
 _POLICY_KEYS = {"timeout", "attempts", "callback_timeout", "backoff_initial", "backoff_max",
                 "retry_after_max"}
+
+
+def _checked_token(token: str, path: str) -> str:
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise errors.ConfigError(f"{path}: must be at least {MIN_TOKEN_LENGTH} characters "
+                                 f"long (it has {len(token)})")
+    if token.strip() != token or any(c in token for c in "/?# "):
+        raise errors.ConfigError(f"{path}: must not contain spaces, '/', '?' or '#'")
+    return token
 
 
 def parse_duration(value: object) -> float | None:

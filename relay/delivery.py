@@ -7,7 +7,7 @@ import time
 
 import aiohttp
 
-from relay import retry, signing
+from relay import outbound, retry, signing
 from relay.chain import Answer
 
 USER_AGENT = "relay-webhooks/1"
@@ -44,7 +44,14 @@ async def post(session: aiohttp.ClientSession, url: str, body: bytes, *, message
                           retry.parse_retry_after(response.headers.get("Retry-After")))
     except TimeoutError:
         return Answer(None, f"no answer within {timeout:g} s", _since(started))
+    except aiohttp.InvalidURL:
+        # Its text is the URL, which may carry credentials.
+        return Answer(None, "the URL is not valid", _since(started), permanent=True)
     except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, outbound.Refused):
+            return Answer(None, f"refused: {exc.os_error}; relay calls only public addresses "
+                                "for URLs from outside ([outbound] allow_networks)",
+                          _since(started), permanent=True)
         reason = _connect_failure(exc.os_error)
         return Answer(None, f"cannot connect to {exc.host}:{exc.port}: {reason}",
                       _since(started))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -10,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from relay import errors, logs
+from relay.appkeys import SETTINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -44,14 +47,21 @@ def require_admin(request: web.Request, admin_token: str) -> None:
                                headers={"WWW-Authenticate": 'Bearer realm="relay"'})
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The body, refused with 413 before it is read whole when it is over `limit` bytes."""
+async def read_body(request: web.Request, limit: int, timeout: float | None = None) -> bytes:
+    """The body, refused with 413 before it is read whole when it is over `limit` bytes, and
+    with 408 when it has not arrived whole within `timeout` seconds ([server] read_timeout
+    unless given): a client that dribbles its body cannot hold a handler for ever."""
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
+    if timeout is None:
+        timeout = request.app[SETTINGS].server.read_timeout
     try:
-        return await request.read()
+        async with asyncio.timeout(timeout):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise too_large(limit) from None
+    except TimeoutError:
+        raise errors.HTTPError(408, f"the body did not arrive within {timeout:g} s") from None
 
 
 def too_large(limit: int) -> errors.HTTPError:
@@ -67,10 +77,15 @@ def parse_json(body: bytes, max_depth: int) -> tuple[Any, str]:
     except UnicodeDecodeError:
         raise errors.HTTPError(400, "the body is not UTF-8 text") from None
     except orjson.JSONDecodeError as exc:
-        if "recursion" in str(exc):
+        # orjson stops at 1024 levels; its wording changed between releases.
+        if "recursion" in str(exc) or "depth limit" in str(exc):
             raise errors.HTTPError(400, f"the body is nested deeper than {max_depth} levels"
                                    ) from None
         raise errors.HTTPError(400, f"the body is not valid JSON: {exc}") from None
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        # Valid JSON, but PostgreSQL's text cannot hold it: refused alike on every store.
+        raise errors.HTTPError(400, "the body contains the character U+0000 (NUL), which "
+                                    "relay does not store")
     if depth(document) > max_depth:
         raise errors.HTTPError(400, f"the body is nested deeper than {max_depth} levels")
     return document, text
@@ -82,6 +97,10 @@ def parse_object(body: bytes, max_depth: int) -> tuple[dict[str, Any], str]:
     if not isinstance(document, dict):
         raise errors.HTTPError(400, f"the body must be a JSON object, not {_kind(document)}")
     return document, text
+
+
+# `\u0000` that is an escape, not an escaped backslash followed by "u0000".
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def depth(document: Any) -> int:
@@ -122,7 +141,10 @@ def error_middleware(max_body_bytes: int) -> Any:
         try:
             return await handler(request)
         except errors.HTTPError as exc:
-            return respond(exc.body(), exc.status, exc.headers)
+            response = respond(exc.body(), exc.status, exc.headers)
+            if exc.status == 408:
+                await _answer_and_close(request, response)
+            return response
         except web.HTTPRequestEntityTooLarge:
             return respond(too_large(max_body_bytes).body(), 413)
         except web.HTTPException as exc:
@@ -141,6 +163,16 @@ def error_middleware(max_body_bytes: int) -> Any:
                                                  " log has the details").body(), 500)
 
     return middleware
+
+
+async def _answer_and_close(request: web.Request, response: web.Response) -> None:
+    """Send `response` now and close the connection at once. aiohttp would otherwise keep
+    reading ("lingering") the unread rest of the body for 10 s: not worth it from a client
+    that was too slow already."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
 
 
 def _route(request: web.Request) -> str:

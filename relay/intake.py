@@ -7,13 +7,14 @@ Harbor) is first turned into Docker Hub pushes by relay/registries.
 from __future__ import annotations
 
 import fnmatch
+import math
 import time
 from typing import Any
 
 from aiohttp import web
 
 from relay import config, errors, httpkit, logs, registries, schemas
-from relay.appkeys import METRICS, SETTINGS, STORE
+from relay.appkeys import LIMITS, METRICS, SETTINGS, STORE
 from relay.store import Tx, deliveries
 
 # One answer for an unknown chain and for a wrong token, so that neither can be probed.
@@ -40,11 +41,26 @@ async def hook_with_header(request: web.Request) -> web.Response:
 
 def authorize(settings: config.Settings, chain_name: str, token: str) -> config.Chain:
     chain = settings.chain(chain_name)
-    # Compare even for an unknown chain, so the answer takes as long either way.
-    expected = chain.token if chain is not None else "\0" * config.MIN_TOKEN_LENGTH
-    if not httpkit.same_secret(token, expected) or chain is None:
+    # Compare even for an unknown chain, and with every token the chain accepts (no early
+    # exit), so that the time taken tells nothing about chains or tokens.
+    expected = chain.tokens if chain is not None else _DECOY
+    matches = [httpkit.same_secret(token, candidate) for candidate in expected]
+    if chain is None or not any(matches):
         raise NO_SUCH_HOOK
     return chain
+
+
+_DECOY = ("\0" * config.MIN_TOKEN_LENGTH,)
+
+
+def throttle(request: web.Request, chain: config.Chain) -> None:
+    """429 when the chain's rate_limit is used up. Only after authorize: a stranger must not
+    be able to spend a chain's allowance."""
+    wait = request.app[LIMITS].wait(chain.name)
+    if wait:
+        seconds = max(1, math.ceil(wait))
+        raise errors.HTTPError(429, f"too many pushes to chain {chain.name}; try again in "
+                                    f"{seconds} s", headers={"Retry-After": str(seconds)})
 
 
 async def take(request: web.Request, chain: config.Chain) -> web.Response:
@@ -53,6 +69,7 @@ async def take(request: web.Request, chain: config.Chain) -> web.Response:
     settings = request.app[SETTINGS]
     metrics = request.app[METRICS]
     try:
+        throttle(request, chain)
         body = await httpkit.read_body(request, settings.server.max_body_bytes)
         document, text = httpkit.parse_object(body, settings.server.max_json_depth)
         request_key = idempotency_key(request)

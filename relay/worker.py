@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import aiohttp
 
-from relay import chain, config, delivery, errors, logs, metrics
+from relay import chain, config, delivery, errors, logs, metrics, outbound
 from relay.models import SendKind, StepState
 from relay.store import Store, deliveries, idempotency
 
@@ -39,11 +39,14 @@ def worker_id() -> str:
 class Worker:
     def __init__(self, settings: config.Settings, store: Store,
                  session: aiohttp.ClientSession, *,
+                 outside_session: aiohttp.ClientSession | None = None,
                  clock: Callable[[], float] = time.time,
                  observe: metrics.Metrics | None = None) -> None:
         self.settings = settings
         self.store = store
         self.session = session
+        self.outside_session = outside_session or session
+        """For sends to URLs from outside (outbound.OUTSIDE_URL_KINDS)."""
         self.clock = clock
         self.metrics = observe or metrics.Metrics(c.name for c in settings.chains)
         self.id = worker_id()
@@ -193,7 +196,9 @@ class Worker:
         else:
             body = (claimed.body or "{}").encode()
             secrets_, timeout = (), self.settings.delivery.policy.timeout
-        return await delivery.post(self.session, claimed.url, body,
+        session = (self.outside_session if claimed.kind in outbound.OUTSIDE_URL_KINDS
+                   else self.session)
+        return await delivery.post(session, claimed.url, body,
                                    message_id=claimed.message_id, secrets=secrets_,
                                    timeout=timeout, insecure=claimed.insecure, now=at)
 

@@ -8,10 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import hypothesis
 import pytest
 from support import Relay, Reply, Target, free_socket, render_config
 
 from relay import config, logs
+
+# Fuzzing budgets: a few seconds per test in `make test`; `make fuzz` sets RELAY_FUZZ=1.
+hypothesis.settings.register_profile(
+    "relay", max_examples=30, deadline=None, derandomize=False,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow,
+                           hypothesis.HealthCheck.function_scoped_fixture])
+hypothesis.settings.register_profile(
+    "fuzz", parent=hypothesis.settings.get_profile("relay"), max_examples=1000)
+hypothesis.settings.load_profile("fuzz" if os.environ.get("RELAY_FUZZ") == "1" else "relay")
 
 
 @pytest.fixture(autouse=True)

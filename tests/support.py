@@ -16,12 +16,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
 from relay import config
-from relay.app import make_app
+from relay.app import make_app, server_options
 
 T = TypeVar("T")
 
@@ -105,7 +106,8 @@ def toml_value(value: Any) -> str:
 
 def render_config(*, port: int, store_url: str, chains: list[dict[str, Any]],
                   server: dict[str, Any] | None = None, delivery: dict[str, Any] | None = None,
-                  upstream: dict[str, Any] | None = None) -> str:
+                  upstream: dict[str, Any] | None = None,
+                  outbound: dict[str, Any] | None = None) -> str:
     """A relay.toml; each chain dict has its keys plus `targets`, a list of target dicts."""
     lines = ["[server]", 'host = "127.0.0.1"', f"port = {port}",
              f'public_url = "http://127.0.0.1:{port}"', f'admin_token = "{ADMIN_TOKEN}"']
@@ -116,6 +118,8 @@ def render_config(*, port: int, store_url: str, chains: list[dict[str, Any]],
     # hosts it allows itself (on loopback), never to the default Docker Hub hosts.
     upstream = {"allowed_hosts": []} if upstream is None else upstream
     lines += ["[upstream]"] + [f"{k} = {toml_value(v)}" for k, v in upstream.items()]
+    if outbound is not None:
+        lines += ["[outbound]"] + [f"{k} = {toml_value(v)}" for k, v in outbound.items()]
     for chain in chains:
         chain = {"token": CHAIN_TOKEN, **chain}
         targets = chain.pop("targets")
@@ -125,6 +129,28 @@ def render_config(*, port: int, store_url: str, chains: list[dict[str, Any]],
             lines.append("[[chain.target]]")
             lines += [f"{k} = {toml_value(v)}" for k, v in target.items()]
     return "\n".join(lines) + "\n"
+
+
+def raw_request(method: str, path: str, *, headers: dict[str, str] | None = None,
+                body: bytes = b"") -> bytes:
+    """An HTTP/1.1 request as bytes on the wire, asking the server to close afterwards."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close",
+             f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def exchange(url: str, request: bytes, *, timeout: float = 10.0) -> bytes:
+    """Send `request` as it is to the server at `url` and read its answer until it closes."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(timeout):
+            return await reader.read()
+    finally:
+        writer.close()
 
 
 def free_socket() -> socket.socket:
@@ -238,7 +264,8 @@ class Relay:
         self.admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
     async def start(self) -> Relay:
-        self.runner = web.AppRunner(make_app(self.settings), access_log=None)
+        self.runner = web.AppRunner(make_app(self.settings), access_log=None,
+                                    **server_options(self.settings))
         await self.runner.setup()
         await web.SockSite(self.runner, self.sock).start()
         return self

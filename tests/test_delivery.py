@@ -130,7 +130,8 @@ async def test_the_chain_outcome_is_reported_upstream(start_relay: StartRelay,
                                                       start_target: StartTarget) -> None:
     upstream = await start_target(Reply(callback=None))
     ci = await start_target(Reply(callback="failure", description="x" * 255))
-    relay = await start_relay(ci, upstream={"allowed_hosts": ["127.0.0.1"]})
+    relay = await start_relay(ci, upstream={"allowed_hosts": ["127.0.0.1"]},
+                              outbound={"allow_networks": ["127.0.0.0/8"]})
     payload = copy.deepcopy(SEED_TAG_PUSH)
     payload["callback_url"] = upstream.url
 

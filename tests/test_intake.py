@@ -178,3 +178,28 @@ async def test_unknown_routes_and_methods_answer_json(relay: Relay) -> None:
     async with relay.http.get(relay.hook_url()) as response:
         assert response.status == 405
         assert (await response.json())["error"] == "method GET is not allowed here"
+
+
+@pytest.mark.parametrize("where", ["value", "key"])
+async def test_a_nul_character_is_refused_on_every_store(relay: Relay, where: str) -> None:
+    payload = copy.deepcopy(SEED_TAG_PUSH)
+    if where == "value":
+        payload["push_data"]["pusher"] = "trusted\u0000builder"
+    else:
+        payload["repository"]["x\u0000"] = 1
+
+    status, body = await relay.post(f"/hooks/main/{CHAIN_TOKEN}", payload)
+
+    assert status == 400
+    assert "U+0000" in body["error"]
+    assert await _count(relay) == 0
+
+
+async def test_an_escaped_backslash_before_u0000_is_just_text(relay: Relay) -> None:
+    payload = copy.deepcopy(SEED_TAG_PUSH)
+    payload["repository"]["description"] = "a literal \\u0000, not a NUL"
+
+    status, body = await relay.post(f"/hooks/main/{CHAIN_TOKEN}", payload)
+
+    assert status == 202, body
+    assert (await relay.delivery(body["id"]))["payload"] == payload

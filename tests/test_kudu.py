@@ -7,6 +7,7 @@ import ssl
 from datetime import datetime
 from typing import Any
 
+import pytest
 import trustme
 from conftest import StartRelay, StartTarget
 from support import ADMIN_TOKEN, Relay, Reply, seed_push, wait_until
@@ -15,6 +16,20 @@ RECEIVER = Reply(callback=None)  # a hook receiver answers 200 and calls nothing
 FAST = {"backoff_initial": 0.02, "backoff_max": 0.1, "attempts": 3}
 PAYLOAD_FIELDS = {"id", "status", "author_email", "author", "message", "deployer",
                   "start_time", "end_time"}
+
+LOOPBACK = {"allow_networks": ["127.0.0.0/8"]}
+
+
+@pytest.fixture
+def start_relay(start_relay: StartRelay) -> StartRelay:
+    """Kudu hook URLs come from outside, so relay calls only public addresses unless told:
+    these tests' receivers are on loopback, which their relays allow explicitly."""
+
+    async def start(*targets: Any, **sections: Any) -> Relay:
+        sections.setdefault("outbound", LOOPBACK)
+        return await start_relay(*targets, **sections)
+
+    return start
 
 
 async def _subscribe(relay: Relay, url: str, **fields: Any) -> tuple[int, Any]:
@@ -326,3 +341,20 @@ async def test_credentials_in_a_hook_url_are_used_but_never_shown(
     for text in (listed, history, log_lines.getvalue()):
         assert "hook-password-42" not in text
         assert ADMIN_TOKEN not in text
+
+
+async def test_a_hook_on_a_private_address_is_refused_unless_allowed(
+        start_relay: StartRelay, start_target: StartTarget) -> None:
+    receiver = await start_target(RECEIVER)
+    relay = await start_relay(await start_target(), outbound={"allow_networks": []})
+    status, hook = await _subscribe(relay, receiver.url)
+    assert status == 201
+
+    delivery = await relay.wait_for(await relay.push())
+    (notice,) = await _kudu_notices(relay, delivery["id"])
+
+    assert receiver.requests == []
+    assert notice["state"] == "error"
+    assert "127.0.0.1" in notice["attempts"][0]["error"]
+    settled = await _settled_hook(relay, hook["id"])
+    assert settled["last_status"] == "Failure"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from relay.models import SendKind, iso
 from relay.store.base import Row, Tx, placeholders
@@ -159,11 +160,27 @@ async def _attempts_of(tx: Tx, send_ids: list[int]) -> dict[int, list[dict[str, 
 
 
 def without_credentials(url: str) -> str:
-    """A URL as history may show it: user and password taken out."""
+    """A URL as history may show it: user and password taken out, and the values of query
+    parameters that carry credentials by their name (`?token=`, `api_key=`, `sig=`...)."""
     parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=host))
+    if parts.username is not None or parts.password is not None:
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        parts = parts._replace(netloc=host)
+    if parts.query:
+        parts = parts._replace(query="&".join(
+            _shown_parameter(pair) for pair in parts.query.split("&")))
+    return urlunsplit(parts)
+
+
+_SECRET_PARAMETER = re.compile(
+    r"(?:.*[-_.])?(?:token|secret|key|apikey|password|passwd|pwd|pass|sig|signature|auth"
+    r"|code|credentials?)", re.IGNORECASE)
+
+
+def _shown_parameter(pair: str) -> str:
+    name, equals, _ = pair.partition("=")
+    if equals and _SECRET_PARAMETER.fullmatch(unquote_plus(name)):
+        return f"{name}=[redacted]"
+    return pair

@@ -1,0 +1,143 @@
+"""Per-chain intake rate limits: the bucket's arithmetic, the config, and 429 over HTTP."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import StartRelay, StartTarget
+from support import CHAIN_TOKEN, SEED_TAG_PUSH, Relay, wait_until
+
+from relay import config, errors, ratelimit
+
+MINIMAL = """
+[server]
+admin_token = "admin-token-0123456789"
+[[chain]]
+name = "main"
+token = "chain-token-0123456789"
+{extra}
+  [[chain.target]]
+  name = "ci"
+  url = "http://127.0.0.1:9001/hook"
+"""
+
+
+def _bucket(per_second: float, burst: int) -> ratelimit.TokenBucket:
+    return ratelimit.TokenBucket(config.RateLimit(per_second, burst), now=100.0)
+
+
+def test_a_full_bucket_lets_a_burst_through_then_refuses() -> None:
+    bucket = _bucket(per_second=2, burst=3)
+
+    assert [bucket.take(100.0) for _ in range(3)] == [0, 0, 0]
+    assert bucket.take(100.0) == pytest.approx(0.5)
+    assert bucket.take(100.25) == pytest.approx(0.25)
+    assert bucket.take(100.5) == 0
+    assert bucket.take(100.5) == pytest.approx(0.5)
+
+
+def test_a_bucket_never_holds_more_than_its_burst() -> None:
+    bucket = _bucket(per_second=10, burst=2)
+    bucket.take(100.0)
+
+    waits = [bucket.take(1000.0) for _ in range(3)]
+
+    assert waits[:2] == [0, 0]
+    assert waits[2] == pytest.approx(0.1)
+
+
+def test_refused_requests_take_nothing() -> None:
+    bucket = _bucket(per_second=1, burst=1)
+    assert bucket.take(100.0) == 0
+
+    for _ in range(50):
+        assert bucket.take(100.5) > 0
+    assert bucket.take(101.0) == 0
+
+
+def test_limits_only_watch_chains_that_have_one() -> None:
+    target = config.Target("ci", "http://x/", config.Policy())
+    now = [0.0]
+    limits = ratelimit.Limits([
+        config.Chain("slow", "t" * 16, (target,), rate_limit=config.RateLimit(1, 1)),
+        config.Chain("free", "t" * 16, (target,)),
+    ], clock=lambda: now[0])
+
+    assert limits.wait("slow") == 0
+    assert limits.wait("slow") == 1
+    assert all(limits.wait("free") == 0 for _ in range(1000))
+    now[0] = 1.0
+    assert limits.wait("slow") == 0
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ('rate_limit = "50/s"', config.RateLimit(50, 50)),
+    ('rate_limit = "600/m"', config.RateLimit(10, 600)),
+    ('rate_limit = "90 / h"\nrate_burst = 3', config.RateLimit(0.025, 3)),
+    ('rate_limit = "0.5/s"', config.RateLimit(0.5, 1)),
+    ("", None),
+])
+def test_the_rate_limit_config(extra: str, expected: config.RateLimit | None) -> None:
+    assert config.parse(MINIMAL.format(extra=extra)).chains[0].rate_limit == expected
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ('rate_limit = "fast"', 'chain[0].rate_limit: must be a rate such as "50/s"'),
+    ('rate_limit = "0/s"', "chain[0].rate_limit: must be a rate"),
+    ('rate_limit = "5/d"', "chain[0].rate_limit: must be a rate"),
+    ("rate_limit = 50", "chain[0].rate_limit: must be a string, got 50"),
+    ('rate_limit = "5/s"\nrate_burst = 0', "chain[0].rate_burst: must be at least 1"),
+    ("rate_burst = 5", "chain[0].rate_burst: needs a rate_limit beside it"),
+])
+def test_rate_limit_mistakes_name_their_key(extra: str, message: str) -> None:
+    with pytest.raises(errors.ConfigError) as raised:
+        config.parse(MINIMAL.format(extra=extra))
+    assert message in str(raised.value)
+
+
+async def _two_chains(start_relay: StartRelay, start_target: StartTarget,
+                      rate: str, burst: int) -> Relay:
+    target = await start_target()
+    return await start_relay(chains=[
+        {"name": "main", "rate_limit": rate, "rate_burst": burst, "concurrency": 10,
+         "targets": [{"name": "ci", "url": target.url}]},
+        {"name": "other", "targets": [{"name": "ci", "url": target.url}]},
+    ])
+
+
+async def test_a_chain_over_its_limit_gets_429_with_retry_after(
+        start_relay: StartRelay, start_target: StartTarget) -> None:
+    relay = await _two_chains(start_relay, start_target, rate="2/m", burst=3)
+    # Strangers cannot spend the chain's allowance: they never get past the token.
+    for _ in range(10):
+        assert (await relay.post("/hooks/main/wrong-token-0123456789", SEED_TAG_PUSH))[0] \
+            == 404
+
+    accepted = [await relay.push() for _ in range(3)]
+    async with relay.http.post(relay.hook_url(), json=SEED_TAG_PUSH) as response:
+        status, body = response.status, await response.json()
+        retry_after = response.headers["Retry-After"]
+    header_form = await relay.post("/hooks/main", SEED_TAG_PUSH,
+                                   headers={"Authorization": f"Bearer {CHAIN_TOKEN}"})
+
+    assert status == 429
+    assert retry_after == "30"
+    assert body == {"error": "too many pushes to chain main; try again in 30 s",
+                    "details": []}
+    assert header_form[0] == 429
+    assert [await relay.push(chain="other") for _ in range(5)]
+    _, listing = await relay.get("/history?chain=main")
+    assert [item["id"] for item in listing["items"]] == list(reversed(accepted))
+
+
+async def test_the_bucket_refills(start_relay: StartRelay,
+                                  start_target: StartTarget) -> None:
+    relay = await _two_chains(start_relay, start_target, rate="4/s", burst=1)
+    await relay.push()
+    status, _ = await relay.post(relay.hook_url().removeprefix(relay.url), SEED_TAG_PUSH)
+    assert status == 429
+
+    async def accepted_again() -> bool:
+        status, _ = await relay.post(relay.hook_url().removeprefix(relay.url), SEED_TAG_PUSH)
+        return status == 202
+
+    await wait_until(accepted_again, timeout=5, what="the bucket to refill")
