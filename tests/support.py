@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import os
@@ -12,11 +13,11 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import web
@@ -395,3 +396,64 @@ class RelayProcess:
 
     def log(self) -> str:
         return self.log_path.read_text()
+
+
+@dataclass
+class Proxy:
+    url: str
+    cut: asyncio.Event
+    """While set, every connection is dropped, as a database host that went away would."""
+    dropped: int = 0
+    """Connections dropped so far."""
+
+
+@contextlib.asynccontextmanager
+async def tcp_proxy(url: str) -> AsyncIterator[Proxy]:
+    """A loopback TCP proxy in front of `url`'s server."""
+    parts = urlsplit(url)
+    cut = asyncio.Event()
+    open_writers: set[asyncio.StreamWriter] = set()
+    proxy = Proxy("", cut)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                if cut.is_set():
+                    break
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def serve(client_reader: asyncio.StreamReader,
+                    client_writer: asyncio.StreamWriter) -> None:
+        if cut.is_set():
+            client_writer.close()
+            return
+        server_reader, server_writer = await asyncio.open_connection(parts.hostname,
+                                                                     parts.port)
+        open_writers.update((client_writer, server_writer))
+        await asyncio.gather(pipe(client_reader, server_writer),
+                             pipe(server_reader, client_writer))
+        open_writers.difference_update((client_writer, server_writer))
+
+    async def cutter() -> None:
+        while True:
+            await cut.wait()
+            for writer in list(open_writers):
+                writer.close()
+                proxy.dropped += 1
+            while cut.is_set():
+                await asyncio.sleep(0.05)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    netloc = parts.netloc.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{port}")
+    task = asyncio.create_task(cutter())
+    try:
+        proxy.url = urlunsplit(parts._replace(netloc=netloc))
+        yield proxy
+    finally:
+        task.cancel()
+        server.close()
+        for writer in list(open_writers):
+            writer.close()

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
-
 import pytest
 from conftest import StartRelay, StartTarget
 from prometheus_client.parser import text_string_to_metric_families
-from support import CHAIN_TOKEN, SEED_TAG_PUSH, Relay, Reply, free_socket, seed_push, wait_until
+from support import (
+    CHAIN_TOKEN,
+    SEED_TAG_PUSH,
+    Relay,
+    Reply,
+    free_socket,
+    seed_push,
+    tcp_proxy,
+    wait_until,
+)
 
 HOOK = f"/hooks/main/{CHAIN_TOKEN}"
 
@@ -157,8 +161,9 @@ async def test_healthz_and_readyz_on_a_working_store(start_relay: StartRelay,
 @pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
 async def test_readyz_says_503_while_postgresql_is_unreachable(
         start_relay: StartRelay, start_target: StartTarget, store_url: str) -> None:
-    async with tcp_proxy(store_url) as (proxied_url, cut):
-        relay = await start_relay(await start_target(), store=proxied_url)
+    async with tcp_proxy(store_url) as proxy:
+        cut = proxy.cut
+        relay = await start_relay(await start_target(), store=proxy.url)
         assert (await relay.get("/readyz", admin=False))[0] == 200
 
         cut.set()
@@ -170,55 +175,5 @@ async def test_readyz_says_503_while_postgresql_is_unreachable(
 
         cut.clear()
         assert (await relay.get("/readyz", admin=False))[0] == 200
-
-
-@contextlib.asynccontextmanager
-async def tcp_proxy(url: str) -> AsyncIterator[tuple[str, asyncio.Event]]:
-    """A loopback TCP proxy in front of `url`'s server; while the event is set it drops
-    every connection, as a database host that went away would."""
-    parts = urlsplit(url)
-    cut = asyncio.Event()
-    open_writers: set[asyncio.StreamWriter] = set()
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while data := await reader.read(65536):
-                if cut.is_set():
-                    break
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-    async def serve(client_reader: asyncio.StreamReader,
-                    client_writer: asyncio.StreamWriter) -> None:
-        if cut.is_set():
-            client_writer.close()
-            return
-        server_reader, server_writer = await asyncio.open_connection(parts.hostname,
-                                                                     parts.port)
-        open_writers.update((client_writer, server_writer))
-        await asyncio.gather(pipe(client_reader, server_writer),
-                             pipe(server_reader, client_writer))
-        open_writers.difference_update((client_writer, server_writer))
-
-    async def cutter() -> None:
-        while True:
-            await cut.wait()
-            for writer in list(open_writers):
-                writer.close()
-            while cut.is_set():
-                await asyncio.sleep(0.05)
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    netloc = parts.netloc.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{port}")
-    task = asyncio.create_task(cutter())
-    try:
-        yield urlunsplit(parts._replace(netloc=netloc)), cut
-    finally:
-        task.cancel()
-        server.close()
-        for writer in list(open_writers):
-            writer.close()
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from support import SEED_TAG_PUSH
+from support import SEED_TAG_PUSH, tcp_proxy, wait_until
 
 from relay import chain, config, errors
 from relay.models import CallbackState, StepState
@@ -173,3 +174,39 @@ async def test_a_second_process_on_a_sqlite_file_is_refused(store_url: str) -> N
             await open_store(store_url)
     finally:
         await first.close()
+
+
+async def test_wake_ups_come_again_after_postgresql_comes_back(store_url: str) -> None:
+    if not store_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    settings = _settings()
+    async with tcp_proxy(store_url) as proxy:
+        listening = await open_store(proxy.url)
+        writer = await open_store(store_url)
+        try:
+            # As if PostgreSQL restarted: every connection of `listening` drops.
+            proxy.cut.set()
+
+            async def dropped() -> bool:
+                return proxy.dropped >= 2  # the pool's connection and the LISTEN one
+
+            await wait_until(dropped, what="the proxy to drop the connections")
+            proxy.cut.clear()
+
+            async def woken() -> bool:
+                await listening.wait_for_work(0.01)  # forget earlier wake-ups
+                await _accept(writer, settings)
+                started = time.monotonic()
+                await listening.wait_for_work(3.0)
+                return time.monotonic() - started < 1.0
+
+            async def woken_twice() -> bool:
+                # Twice in a row: a reconnect wakes the store once by itself.
+                return await woken() and await woken()
+
+            # Woken by the other store's NOTIFY, not by the 3 s timeout.
+            assert await wait_until(woken_twice, timeout=20,
+                                    what="NOTIFYs to arrive after the reconnect")
+        finally:
+            await writer.close()
+            await listening.close()

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from relay import errors
+from relay import errors, logs
 from relay.store import migrations
 from relay.store.base import Row, Unit
 
@@ -117,12 +117,14 @@ class PostgresStore:
     COMMITTERS = 4
     GROUP_LIMIT = 256
 
-    def __init__(self, pool: asyncpg.Pool, listener: asyncpg.Connection | None) -> None:
+    def __init__(self, pool: asyncpg.Pool, dsn: str, settings: dict[str, str]) -> None:
         self.pool = pool
-        self.listener = listener
+        self._dsn = dsn
+        self._settings = settings
         self._work = asyncio.Event()
         self._queued: list[_Job] = []
         self._committers: set[asyncio.Task[None]] = set()
+        self._listening: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, url: str, pool_size: int = 10) -> PostgresStore:
@@ -137,13 +139,41 @@ class PostgresStore:
                     await conn.close()
             pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size,
                                              server_settings=settings)
-            listener = await asyncpg.connect(dsn, server_settings=settings)
         except _DRIVER_ERRORS as exc:
             raise errors.StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
-        store = cls(pool, listener)
-        await listener.add_listener(CHANNEL, store._notified)
+        store = cls(pool, dsn, settings)
         await store.write(migrations.migrate)
+        listening = asyncio.get_running_loop().create_future()
+        store._listening = asyncio.create_task(store._listen(listening))
+        await listening
         return store
+
+    async def _listen(self, listening: asyncio.Future[None]) -> None:
+        """Keep a LISTEN connection open for as long as the store is, reconnecting after a
+        PostgreSQL restart. While it is down, workers still poll every few seconds."""
+        delay = 0.5
+        while True:
+            closed = asyncio.Event()
+            try:
+                conn = await asyncpg.connect(self._dsn, server_settings=self._settings)
+                try:
+                    conn.add_termination_listener(_setter(closed))
+                    await conn.add_listener(CHANNEL, self._notified)
+                    if not listening.done():
+                        listening.set_result(None)
+                    self._work.set()  # anything committed while we were not listening
+                    delay = 0.5
+                    await closed.wait()
+                finally:
+                    await conn.close()
+            except _DRIVER_ERRORS as exc:
+                if not listening.done():
+                    listening.set_exception(errors.StoreError(
+                        f"cannot LISTEN on PostgreSQL: {exc}"))
+                    return
+                logs.get().warning("store.listen_lost", error=str(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     def _notified(self, *_: object) -> None:
         self._work.set()
@@ -263,9 +293,15 @@ class PostgresStore:
     async def close(self) -> None:
         if self._committers:
             await asyncio.gather(*self._committers)
-        if self.listener is not None:
-            await self.listener.close()
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listening
         await self.pool.close()
+
+
+def _setter(event: asyncio.Event) -> Callable[[object], None]:
+    return lambda _: event.set()
 
 
 def _settle(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
