@@ -24,26 +24,10 @@ from typing import Any
 
 from loadgen import Load, free_port, post_load, start_server
 
+from relay import seed
+
 TOKEN = "bench-chain-token-0123456789"
-SEED: dict[str, Any] = {
-    "callback_url": "https://registry.hub.docker.com/u/svendowideit/testhook/hook/"
-                    "2141b5bi5i5b02bec211i4eeih0242eg11000a/",
-    "push_data": {"pushed_at": 1417566161, "pusher": "trustedbuilder", "tag": "latest"},
-    "repository": {
-        "comment_count": 0, "date_created": 1417494799, "description": "",
-        "dockerfile": "#\n# BUILD\t\tdocker build -t svendowideit/apt-cacher .\n# RUN\t\tdocker"
-                      " run -d -p 3142:3142 -name apt-cacher-run apt-cacher\n#\nFROM\t\tubuntu"
-                      "\n\nVOLUME\t\t[/var/cache/apt-cacher-ng]\nRUN\t\tapt-get update ; "
-                      "apt-get install -yq apt-cacher-ng\n\nEXPOSE \t\t3142\nCMD\t\tchmod 777 "
-                      "/var/cache/apt-cacher-ng ; /etc/init.d/apt-cacher-ng start\n",
-        "full_description": "Docker Hub based automated build from a GitHub repo",
-        "is_official": False, "is_private": True, "is_trusted": True, "name": "testhook",
-        "namespace": "svendowideit", "owner": "svendowideit",
-        "repo_name": "svendowideit/testhook",
-        "repo_url": "https://registry.hub.docker.com/u/svendowideit/testhook/",
-        "star_count": 0, "status": "Active",
-    },
-}
+SEED: dict[str, Any] = seed.seed_push()
 
 
 def payload(size: int = 2048) -> bytes:

@@ -56,6 +56,10 @@ async def read_body(request: web.Request, limit: int, timeout: float | None = No
     if timeout is None:
         timeout = request.app[SETTINGS].server.read_timeout
     try:
+        if request.content.is_eof():
+            # Already received whole (a small body comes with its headers): no wait, so no
+            # deadline to arm.
+            return await request.read()
         async with asyncio.timeout(timeout):
             return await request.read()
     except web.HTTPRequestEntityTooLarge:

@@ -215,13 +215,19 @@ def _stored_json(settings: config.Settings, stored: deliveries.Stored) -> dict[s
 
 def _log_stored(chain: config.Chain, push: deliveries.Push, stored: deliveries.Stored, *,
                 sender: registries.Sender, event: str) -> None:
+    # Intake's canonical line, on the hot path: only the fields that say something.
+    extra: dict[str, Any] = {}
+    if sender is not registries.Sender.DOCKER_HUB:
+        extra["sender"] = sender
+    if event:
+        extra["event_id"] = event
     if stored.duplicate:
-        logs.get().info("push.duplicate", delivery=stored.id, chain=chain.name,
-                        sender=sender, event_id=event or None)
+        logs.get().info("push.duplicate", delivery=stored.id, chain=chain.name, **extra)
         return
+    if stored.merged > 1:
+        extra["merged"] = stored.merged
     logs.get().info("push.accepted", delivery=stored.id, chain=chain.name,
-                    repository=push.repository, tag=push.tag, sender=sender,
-                    event_id=event or None, merged=stored.merged if stored.merged > 1 else None)
+                    repository=push.repository, tag=push.tag, **extra)
 
 
 def ignored(chain: config.Chain, repository: str) -> str | None:

@@ -43,7 +43,8 @@ class Redactor:
     def __call__(self, _logger: Any, _method: str,
                  event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         for key, value in event.items():
-            event[key] = self._value(value)
+            if key not in _RELAYS_OWN:
+                event[key] = self._value(value)
         return event
 
     def _value(self, value: Any) -> Any:
@@ -54,6 +55,12 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self._value(v) for v in value]
         return value
+
+
+# Values relay makes itself (ids, states, times): nothing to scrub. Not "event": a library's
+# log record carries its message there.
+_RELAYS_OWN = frozenset({"level", "timestamp", "delivery", "worker", "lease", "state",
+                         "outcome", "step", "attempt", "status", "duration_ms"})
 
 
 def _keep_prefix(match: re.Match[str]) -> str:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from aiohttp import web
 
-from relay import config
+from relay import config, seed
 from relay.app import make_app, server_options
 
 T = TypeVar("T")
@@ -33,42 +33,17 @@ SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 # The two payload shapes of the seeds: the tag shape (docker-hub-webhooks.zh.txt) and the
 # automated-build shape with images and a float pushed_at (...automated-build.ja.txt).
-SEED_TAG_PUSH: dict[str, Any] = {
-    "callback_url": "https://registry.hub.docker.com/u/svendowideit/testhook/hook/"
-                    "2141b5bi5i5b02bec211i4eeih0242eg11000a/",
-    "push_data": {"pushed_at": 1417566161, "pusher": "trustedbuilder", "tag": "latest"},
-    "repository": {
-        "comment_count": 0, "date_created": 1417494799, "description": "",
-        "dockerfile": "#\n# BUILD\t\tdocker build -t svendowideit/apt-cacher .\n"
-                      "FROM\t\tubuntu\n",
-        "full_description": "Docker Hub based automated build from a GitHub repo",
-        "is_official": False, "is_private": True, "is_trusted": True, "name": "testhook",
-        "namespace": "svendowideit", "owner": "svendowideit",
-        "repo_name": "svendowideit/testhook",
-        "repo_url": "https://registry.hub.docker.com/u/svendowideit/testhook/",
-        "star_count": 0, "status": "Active",
-    },
-}
+SEED_TAG_PUSH: dict[str, Any] = seed.seed_push()
 SEED_IMAGES_PUSH: dict[str, Any] = {
-    "callback_url": "https://registry.hub.docker.com/u/svendowideit/testhook/hook/"
-                    "2141b5bi5i5b02bec211i4eeih0242eg11000a/",
+    **seed.seed_push(),
     "push_data": {
         "images": ["27d47432a69bca5f2700e4dff7de0388ed65f9d3fb1ec645e2bc24c223dc1cc3",
                    "51a9c7c1f8bb2fa19bcd09789a34e63f35abb80044bc10196e304f6634cc582c"],
         "pushed_at": 1.417566161e09,
         "pusher": "trustedbuilder",
     },
-    "repository": {
-        "comment_count": 0, "date_created": 1.417494799e09, "description": "",
-        "dockerfile": "FROM\t\tubuntu\nMAINTAINER\tSvenDowideit@home.org.au\n",
-        "full_description": "Docker Hub based automated build from a GitHub repo",
-        "is_official": False, "is_private": True, "is_trusted": True, "name": "testhook",
-        "namespace": "svendowideit", "owner": "svendowideit",
-        "repo_name": "svendowideit/testhook",
-        "repo_url": "https://registry.hub.docker.com/u/svendowideit/testhook/",
-        "star_count": 0, "status": "Active",
-    },
 }
+SEED_IMAGES_PUSH["repository"]["date_created"] = 1.417494799e09
 
 
 def seed_push(**push_data: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ the answer to relay's own POST can never both move the same step.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,19 +33,21 @@ class Push:
     source: str = "push"
     redelivery_of: str | None = None
 
-    @functools.cached_property
+    # Plain properties: functools.cached_property takes a lock on every access before 3.12,
+    # which costs more than these look-ups.
+    @property
     def repository(self) -> str:
         return str(_dig(self.payload, "repository", "repo_name") or "")
 
-    @functools.cached_property
+    @property
     def tag(self) -> str:
         return str(_dig(self.payload, "push_data", "tag") or "")
 
-    @functools.cached_property
+    @property
     def pusher(self) -> str:
         return str(_dig(self.payload, "push_data", "pusher") or "")
 
-    @functools.cached_property
+    @property
     def revision(self) -> str:
         """What Dockership calls a revision: the tag, else the digest, else the first image."""
         images = _dig(self.payload, "push_data", "images")
