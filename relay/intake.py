@@ -99,7 +99,8 @@ async def take_push(request: web.Request, chain: config.Chain, payload: dict[str
         return httpkit.respond({"ignored": reason})
     key = f"request:{request_key}" if request_key is not None else None
     stored = await request.app[STORE].write(
-        lambda tx: deliveries.receive(tx, push, chain, time.time(), key))
+        lambda tx: deliveries.receive(tx, push, chain, time.time(), key),
+        alone=deliveries.locks_on_receive(chain, key))
     metrics.pushed(chain.name, "accepted")
     _log_stored(chain, push, stored, sender=registries.Sender.DOCKER_HUB, event="")
     answer = _stored_json(settings, stored)
@@ -144,7 +145,9 @@ async def take_notification(request: web.Request, chain: config.Chain,
                 for item, push in pushes]
 
     stored = dict(zip([item.pointer for item, _ in pushes],
-                      await request.app[STORE].write(store_all), strict=True))
+                      await request.app[STORE].write(store_all, alone=any(
+                          deliveries.locks_on_receive(chain, item.key)
+                          for item, _ in pushes)), strict=True))
     for _ in pushes:
         request.app[METRICS].pushed(chain.name, "accepted")
     for item, push in pushes:

@@ -35,7 +35,7 @@ async def subscribe(request: web.Request) -> web.Response:
     wanted = hooks.Subscription(url=document["url"], event=event,
                                 insecure=document.get("insecure_ssl", False), chain=chain)
     hook, created = await request.app[STORE].write(
-        lambda tx: hooks.add(tx, wanted, time.time()))
+        lambda tx: hooks.add(tx, wanted, time.time()), alone=True)
     if created:
         # Not the url: it may carry credentials or a receiver's own secret path.
         logs.get().info("kudu.subscribed", hook=hook["id"], kudu_event=hook["event"],

@@ -63,7 +63,8 @@ class Worker:
             # Nobody else shares this store: every lease in it was left by a relay that died.
             await self.store.write(lambda tx: deliveries.recover(tx, self.clock()))
         await self.store.write(
-            lambda tx: deliveries.admit_unconfigured(tx, self.settings, self.clock()))
+            lambda tx: deliveries.admit_unconfigured(tx, self.settings, self.clock()),
+            alone=True)
         self._loop_task = asyncio.create_task(self._run(), name="relay-worker")
         logs.get().info("worker.started", worker=self.id, capacity=self.capacity)
 
@@ -117,7 +118,7 @@ class Worker:
             try:
                 claimed, next_due = await self.store.write(functools.partial(
                     deliveries.dispatch, settings=self.settings, lease=lease, now=now,
-                    steps=free, notices=free_notices))
+                    steps=free, notices=free_notices), alone=True)
             except errors.StoreError as exc:
                 logs.get().error("worker.store_failed", error=str(exc))
                 await self.store.wait_for_work(1.0)

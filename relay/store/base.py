@@ -55,8 +55,13 @@ Unit = Callable[[Tx], Awaitable[T]]
 class Store(Protocol):
     dialect: str
 
-    async def write(self, unit: Unit[T]) -> T:
-        """Run `unit` in a write transaction; return once it is durably committed."""
+    async def write(self, unit: Unit[T], *, alone: bool = False) -> T:
+        """Run `unit` in a write transaction; return once it is durably committed.
+
+        Units are committed in groups. A unit that takes a chain's lock (admission) runs
+        `alone`, in a transaction of its own, so that no group ever holds both a chain's
+        lock and a delivery's row lock (which would deadlock two groups against each other
+        on a shared database)."""
         ...
 
     async def read(self, unit: Unit[T]) -> T:

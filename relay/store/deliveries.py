@@ -139,6 +139,12 @@ class Stored:
     """How many pushes the delivery now stands for (more than 1 once coalesced)."""
 
 
+def locks_on_receive(chain: config.Chain, key: str | None) -> bool:
+    """Whether `receive` takes locks (a repeat's key, a coalescing window): such a write
+    must run alone (see Store.write)."""
+    return key is not None or chain.coalesce > 0
+
+
 async def receive(tx: Tx, push: Push, chain: config.Chain, now: float,
                   key: str | None = None) -> Stored:
     """Store a push the way its chain asks: a repeat of an event already accepted (same
@@ -209,8 +215,7 @@ async def dispatch(tx: Tx, settings: config.Settings, lease: str, now: float,
 
 
 async def admit(tx: Tx, settings: config.Settings, now: float,
-                only_chain: str | None = None, handoff: str | None = None
-                ) -> list[Claimed]:
+                only_chain: str | None = None) -> list[Claimed]:
     """Start pending deliveries, oldest first, while their chain runs fewer than `concurrency`.
     A delivery held for coalescing waits until its `hold_until` (and holds up later ones of
     its chain, which keeps their order).
@@ -239,7 +244,7 @@ async def admit(tx: Tx, settings: config.Settings, now: float,
                 break
             await tx.execute("UPDATE deliveries SET state = 'running', started_at = $2,"
                              " hold_until = NULL WHERE id = $1", row["id"], now)
-            started += await _start_step(tx, settings, row["id"], 0, now, handoff)
+            started += await _start_step(tx, settings, row["id"], 0, now, None)
     return started
 
 
@@ -461,9 +466,8 @@ async def _settle(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
                                            handoff)
         case chain.Finish(state=outcome):
             summary = _summary(send, state, reason, count)
-            started = await _finish(tx, settings, send["delivery_id"], outcome, summary, now,
-                                    handoff)
-            return outcome, started
+            await _finish(tx, settings, send["delivery_id"], outcome, summary, now)
+            return outcome, []
         case _:
             assert_never(move)
 
@@ -482,7 +486,7 @@ async def _start_step(tx: Tx, settings: config.Settings, delivery_id: str, index
 
 
 async def _finish(tx: Tx, settings: config.Settings, delivery_id: str, state: DeliveryState,
-                  summary: str, now: float, handoff: str | None) -> list[Claimed]:
+                  summary: str, now: float) -> None:
     await tx.execute("UPDATE sends SET state = 'skipped', reason = $2 WHERE delivery_id = $1"
                      " AND kind = 'step' AND state = 'pending'",
                      delivery_id, "not sent: an earlier step did not succeed")
@@ -503,9 +507,8 @@ async def _finish(tx: Tx, settings: config.Settings, delivery_id: str, state: De
             now if notice.refused else None, notice.refused, notice.ref)
         if notice.refused and send is not None:
             await notices.settled(tx, send, StepState.SKIPPED, notice.refused, now)
-    started = await admit(tx, settings, now, only_chain=delivery["chain"], handoff=handoff)
+    # The chain's next delivery is admitted by the next dispatch, which this wakes.
     tx.wake()
-    return started
 
 
 def _summary(send: Row, state: StepState, reason: str | None, count: int) -> str:
@@ -530,13 +533,9 @@ def _policy(settings: config.Settings, chain_name: str,
 
 
 async def _lock_delivery(tx: Tx, delivery_id: str) -> Row:
-    """Lock a delivery for a change to its sends, in the one order every unit follows:
-    its chain first (finishing a delivery admits the chain's next one), then the delivery.
-    Taking them the other way round deadlocks against a unit that finishes a delivery."""
-    chain_name = await tx.fetchval("SELECT chain FROM deliveries WHERE id = $1", delivery_id)
-    if chain_name is None:
-        raise errors.StoreError(f"delivery {delivery_id} vanished")
-    await tx.lock(f"chain:{chain_name}")
+    """Lock a running delivery for a change to its sends. Nothing that holds this lock takes
+    a chain's lock: only admission does (in dispatch, a transaction of its own), so a group
+    commit of callbacks and answers cannot deadlock against it."""
     row = await tx.fetchrow("SELECT id, chain, state FROM deliveries WHERE id = $1 FOR UPDATE",
                             delivery_id)
     if row is None:

@@ -34,8 +34,9 @@ class PostgresTx:
 
     dialect = "postgres"
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, grouped: bool = False) -> None:
         self.conn = conn
+        self.grouped = grouped
         self.woken = False
         self.savepoint = False
         self.appended: dict[str, list[Sequence[Any]]] = {}
@@ -72,6 +73,10 @@ class PostgresTx:
         return await self.conn.fetchval(sql, *args)
 
     async def lock(self, name: str) -> None:
+        if self.grouped:
+            # A group may already hold row locks that the lock's holder waits for.
+            raise RuntimeError(f"a unit that takes the lock {name!r} must be written with "
+                               "store.write(unit, alone=True)")
         await self._begin()
         await self.conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(name))
 
@@ -142,7 +147,7 @@ class PostgresStore:
         except _DRIVER_ERRORS as exc:
             raise errors.StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
         store = cls(pool, dsn, settings)
-        await store.write(migrations.migrate)
+        await store.write(migrations.migrate, alone=True)
         listening = asyncio.get_running_loop().create_future()
         store._listening = asyncio.create_task(store._listen(listening))
         await listening
@@ -178,8 +183,11 @@ class PostgresStore:
     def _notified(self, *_: object) -> None:
         self._work.set()
 
-    async def write(self, unit: Unit[T]) -> T:
+    async def write(self, unit: Unit[T], *, alone: bool = False) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        if alone:
+            await self._commit_alone(_Job(unit, future))
+            return await future
         self._queued.append(_Job(unit, future))
         if len(self._committers) < self.COMMITTERS:
             committer = asyncio.create_task(self._commit_queued())
@@ -205,7 +213,7 @@ class PostgresStore:
             async with self.pool.acquire() as conn, conn.transaction():
                 appended: dict[str, list[Sequence[Any]]] = {}
                 for job in group:
-                    tx = PostgresTx(conn)
+                    tx = PostgresTx(conn, grouped=True)
                     try:
                         result = await job.unit(tx)
                     except _RETRYABLE:

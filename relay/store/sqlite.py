@@ -149,7 +149,7 @@ class SqliteStore:
             self._conn = await asyncio.to_thread(connect, self.path)
         except (OSError, sqlite3.Error) as exc:
             raise errors.StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
-        await self.write(migrations.migrate)
+        await self.write(migrations.migrate, alone=True)
 
     def _take_lock(self) -> TextIO:
         """One relay process per SQLite file: a second one would take over live leases."""
@@ -163,7 +163,8 @@ class SqliteStore:
                 "process (use PostgreSQL to run several)") from None
         return lock_file
 
-    async def write(self, unit: Unit[T]) -> T:
+    async def write(self, unit: Unit[T], *, alone: bool = False) -> T:
+        # One writer at a time: no lock is ever waited for, so `alone` changes nothing.
         if self._conn is None:
             raise errors.StoreError("the store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
