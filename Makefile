@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run demo test lint audit fuzz bench clean
+.PHONY: run demo test lint audit fuzz bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,14 @@ audit: $(STAMP)
 fuzz: $(STAMP)
 	RELAY_FUZZ=1 $(BIN)/pytest -q --durations=5 tests/test_fuzz.py tests/test_openapi.py
 
+# Each benchmark measures a bare aiohttp baseline in the same run and prints the ratio.
 bench: $(STAMP)
 	$(BIN)/python bench/intake.py
+	$(BIN)/python bench/delivery.py
+
+# 1, 2 and 3 processes on PostgreSQL (127.0.0.1:5432, database test) beside SQLite.
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache
