@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
-from relay import config, errors, httpkit, logs, notices
+from relay import config, httpkit, logs, notices
 from relay.appkeys import SETTINGS, STORE
 from relay.store import chains, history
 from relay.store.base import Tx
@@ -36,14 +36,9 @@ async def statuses(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
-    httpkit.require_admin(request, settings.server.admin_token)
-    name = request.match_info["chain"]
-    chain = settings.chain(name)
-    if chain is None:
-        raise errors.HTTPError(404, f"no chain is named {name!r}")
-    found = await request.app[STORE].read(lambda tx: chains.status(tx, name))
-    return httpkit.respond(Shown(settings).status(chain, found))
+    chain = httpkit.admin_chain(request)
+    found = await request.app[STORE].read(lambda tx: chains.status(tx, chain.name))
+    return httpkit.respond(Shown(request.app[SETTINGS]).status(chain, found))
 
 
 async def _statuses(tx: Tx, names: list[str]) -> dict[str, chains.Status]:

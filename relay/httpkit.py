@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from relay import errors, logs
+from relay import config, errors, logs
 from relay.appkeys import SETTINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -38,6 +38,17 @@ def bearer(request: web.Request) -> str | None:
     if scheme.lower() != "bearer" or not credential.strip():
         return None
     return credential.strip()
+
+
+def admin_chain(request: web.Request) -> config.Chain:
+    """The admin token, then the configured chain that the path's {chain} names (404)."""
+    settings = request.app[SETTINGS]
+    require_admin(request, settings.server.admin_token)
+    name = request.match_info["chain"]
+    chain = settings.chain(name)
+    if chain is None:
+        raise errors.HTTPError(404, f"no chain is named {name!r}")
+    return chain
 
 
 def require_admin(request: web.Request, admin_token: str) -> None:

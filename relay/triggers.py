@@ -24,7 +24,7 @@ SCALEUP_REFUSED = ("SCALEUP is not offered: relay runs chains of webhooks and ha
 
 async def listing(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    chain = _managed_chain(request)
+    chain = httpkit.admin_chain(request)
     rows = await request.app[STORE].read(lambda tx: stored.listing(tx, chain.name))
     return httpkit.respond({"meta": {"total_count": len(rows)},
                             "objects": [shown(settings, row) for row in rows]})
@@ -32,7 +32,7 @@ async def listing(request: web.Request) -> web.Response:
 
 async def create(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    chain = _managed_chain(request)
+    chain = httpkit.admin_chain(request)
     body = await httpkit.read_body(request, settings.server.max_body_bytes)
     document: dict[str, Any] = {}
     if body.strip():
@@ -55,7 +55,7 @@ async def create(request: web.Request) -> web.Response:
 
 async def show(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    chain = _managed_chain(request)
+    chain = httpkit.admin_chain(request)
     trigger_id = request.match_info["id"]
     row = await request.app[STORE].read(lambda tx: stored.get(tx, chain.name, trigger_id))
     if row is None:
@@ -64,7 +64,7 @@ async def show(request: web.Request) -> web.Response:
 
 
 async def delete(request: web.Request) -> web.Response:
-    chain = _managed_chain(request)
+    chain = httpkit.admin_chain(request)
     trigger_id = request.match_info["id"]
     row = await request.app[STORE].write(lambda tx: stored.delete(tx, chain.name, trigger_id))
     if row is None:
@@ -97,12 +97,4 @@ def shown(settings: config.Settings, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _managed_chain(request: web.Request) -> config.Chain:
-    """The admin token, then the configured chain the path names."""
-    settings = request.app[SETTINGS]
-    httpkit.require_admin(request, settings.server.admin_token)
-    name = request.match_info["chain"]
-    chain = settings.chain(name)
-    if chain is None:
-        raise errors.HTTPError(404, f"no chain is named {name!r}")
-    return chain
+

@@ -242,8 +242,12 @@ class Relay:
     async def start(self) -> Relay:
         self.runner = web.AppRunner(make_app(self.settings), access_log=None,
                                     **server_options(self.settings))
-        await self.runner.setup()
-        await web.SockSite(self.runner, self.sock).start()
+        try:
+            await self.runner.setup()
+            await web.SockSite(self.runner, self.sock).start()
+        except BaseException:
+            await self.stop()  # a relay that cannot start leaks no client session
+            raise
         return self
 
     async def stop(self) -> None:

@@ -8,6 +8,7 @@ backends, so SQLite and PostgreSQL behave alike by construction.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -81,6 +82,30 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class Job:
+    """A unit waiting to be committed, and the future its writer awaits."""
+
+    __slots__ = ("future", "unit")
+
+    def __init__(self, unit: Unit[Any], future: asyncio.Future[Any]) -> None:
+        self.unit = unit
+        self.future = future
+
+
+Outcome = tuple[Job, Any, BaseException | None]
+
+
+def resolve(outcomes: Iterable[Outcome]) -> None:
+    """Answer each job's writer with its result or error (unless it stopped waiting)."""
+    for job, result, error in outcomes:
+        if job.future.done():
+            continue
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(result)
 
 
 def placeholders(start: int, count: int) -> str:

@@ -18,7 +18,7 @@ import asyncpg
 
 from relay import errors, logs
 from relay.store import migrations
-from relay.store.base import Row, Unit
+from relay.store.base import Job, Outcome, Row, Unit, resolve
 
 T = TypeVar("T")
 
@@ -91,14 +91,6 @@ class _ReadTx(PostgresTx):
         pass
 
 
-class _Job:
-    __slots__ = ("future", "unit")
-
-    def __init__(self, unit: Unit[Any], future: asyncio.Future[Any]) -> None:
-        self.unit = unit
-        self.future = future
-
-
 def lock_key(name: str) -> int:
     """A stable 64-bit advisory lock key for a name (hashing is stable across processes)."""
     return zlib.crc32(b"relay:" + name.encode()) | (0x7E1A << 32)
@@ -127,7 +119,7 @@ class PostgresStore:
         self._dsn = dsn
         self._settings = settings
         self._work = asyncio.Event()
-        self._queued: list[_Job] = []
+        self._queued: list[Job] = []
         self._committers: set[asyncio.Task[None]] = set()
         self._listening: asyncio.Task[None] | None = None
 
@@ -186,9 +178,9 @@ class PostgresStore:
     async def write(self, unit: Unit[T], *, alone: bool = False) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         if alone:
-            await self._commit_alone(_Job(unit, future))
+            await self._commit_alone(Job(unit, future))
             return await future
-        self._queued.append(_Job(unit, future))
+        self._queued.append(Job(unit, future))
         if len(self._committers) < self.COMMITTERS:
             committer = asyncio.create_task(self._commit_queued())
             self._committers.add(committer)
@@ -203,11 +195,11 @@ class PostgresStore:
             for job in retry_alone:
                 await self._commit_alone(job)
 
-    async def _commit_group(self, group: list[_Job]) -> list[_Job]:
+    async def _commit_group(self, group: list[Job]) -> list[Job]:
         """Commit a group; the units that hit a deadlock or a serialization failure are
         returned, to run again each in a transaction of its own."""
-        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
-        retry_alone: list[_Job] = []
+        outcomes: list[Outcome] = []
+        retry_alone: list[Job] = []
         woken = False
         try:
             async with self.pool.acquire() as conn, conn.transaction():
@@ -246,10 +238,10 @@ class PostgresStore:
             woken = False
         if woken:
             self._work.set()
-        _settle(outcomes)
+        resolve(outcomes)
         return retry_alone
 
-    async def _commit_alone(self, job: _Job) -> None:
+    async def _commit_alone(self, job: Job) -> None:
         for attempt in range(_RETRIES):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
@@ -261,18 +253,18 @@ class PostgresStore:
                         await conn.execute(f"NOTIFY {CHANNEL}")
             except _RETRYABLE as exc:
                 if attempt == _RETRIES - 1:
-                    _settle([(job, None, _wrapped(exc))])
+                    resolve([(job, None, _wrapped(exc))])
                     return
                 continue
             except _DRIVER_ERRORS as exc:
-                _settle([(job, None, _wrapped(exc))])
+                resolve([(job, None, _wrapped(exc))])
                 return
             except Exception as exc:  # noqa: BLE001 - handed to the unit's awaiter
-                _settle([(job, None, exc)])
+                resolve([(job, None, exc)])
                 return
             if tx.woken:
                 self._work.set()
-            _settle([(job, result, None)])
+            resolve([(job, result, None)])
             return
 
     async def read(self, unit: Unit[T]) -> T:
@@ -310,16 +302,6 @@ class PostgresStore:
 
 def _setter(event: asyncio.Event) -> Callable[[object], None]:
     return lambda _: event.set()
-
-
-def _settle(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
-    for job, result, error in outcomes:
-        if job.future.done():
-            continue
-        if error is not None:
-            job.future.set_exception(error)
-        else:
-            job.future.set_result(result)
 
 
 def _wrapped(exc: BaseException) -> BaseException:

@@ -24,7 +24,7 @@ from typing import Any, TextIO, TypeVar
 
 from relay import errors
 from relay.store import migrations
-from relay.store.base import Row, Unit
+from relay.store.base import Job, Outcome, Row, Unit, resolve
 
 T = TypeVar("T")
 
@@ -114,21 +114,13 @@ class SqliteTx:
         self.woken = True
 
 
-class _Job:
-    __slots__ = ("future", "unit")
-
-    def __init__(self, unit: Unit[Any], future: asyncio.Future[Any]) -> None:
-        self.unit = unit
-        self.future = future
-
-
 class SqliteStore:
     dialect = "sqlite"
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None
-        self._queued: list[_Job] = []
+        self._queued: list[Job] = []
         self._committer: asyncio.Task[None] | None = None
         self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-sqlite-sync")
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="relay-sqlite-read")
@@ -168,7 +160,7 @@ class SqliteStore:
         if self._conn is None:
             raise errors.StoreError("the store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queued.append(_Job(unit, future))
+        self._queued.append(Job(unit, future))
         if self._committer is None:
             self._committer = asyncio.create_task(self._commit_queued())
         return await future
@@ -214,10 +206,10 @@ class SqliteStore:
         finally:
             self._committer = None
 
-    async def _commit_group(self, loop: asyncio.AbstractEventLoop, group: list[_Job]) -> None:
+    async def _commit_group(self, loop: asyncio.AbstractEventLoop, group: list[Job]) -> None:
         conn = self._conn
         assert conn is not None
-        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        outcomes: list[Outcome] = []
         appended: dict[str, list[Sequence[Any]]] = {}
         woken = False
         try:
@@ -247,13 +239,7 @@ class SqliteStore:
             woken = False
         if woken:
             self._work.set()
-        for job, result, error in outcomes:
-            if job.future.done():
-                continue
-            if error is not None:
-                job.future.set_exception(error)
-            else:
-                job.future.set_result(result)
+        resolve(outcomes)
 
     # -- reads -----------------------------------------------------------------------
 
