@@ -129,6 +129,37 @@ async def exchange(url: str, request: bytes, *, timeout: float = 10.0) -> bytes:
         writer.close()
 
 
+def minimal_config(*, server: str = "", chain: str = "") -> str:
+    """The smallest valid relay.toml (one chain, one target), with extra lines for the
+    `[server]` and `[[chain]]` tables: for tests of the configuration itself."""
+    return f"""
+[server]
+admin_token = "admin-token-0123456789"
+{server}
+[[chain]]
+name = "main"
+token = "chain-token-0123456789"
+{chain}
+  [[chain.target]]
+  name = "ci"
+  url = "http://127.0.0.1:9001/hook"
+"""
+
+
+async def serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                path: str, *, sock: socket.socket | None = None,
+                ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, str]:
+    """An aiohttp server on loopback answering POSTs to `path`; its runner and URL."""
+    app = web.Application()
+    app.router.add_post(path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    sock = sock or free_socket()
+    await web.SockSite(runner, sock, ssl_context=ssl_context).start()
+    scheme = "https" if ssl_context is not None else "http"
+    return runner, f"{scheme}://127.0.0.1:{sock.getsockname()[1]}{path}"
+
+
 def free_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -179,15 +210,8 @@ class Target:
     async def start(self, path: str = "/hook", sock: socket.socket | None = None,
                     ssl_context: ssl.SSLContext | None = None) -> Target:
         """Serve on `sock` (a free port by default); HTTPS with `ssl_context`."""
-        app = web.Application()
-        app.router.add_post(path, self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        sock = sock or free_socket()
-        site = web.SockSite(self._runner, sock, ssl_context=ssl_context)
-        await site.start()
-        scheme = "https" if ssl_context is not None else "http"
-        self.url = f"{scheme}://127.0.0.1:{sock.getsockname()[1]}{path}"
+        self._runner, self.url = await serve(self._handle, path, sock=sock,
+                                             ssl_context=ssl_context)
         self._session = aiohttp.ClientSession()
         return self
 

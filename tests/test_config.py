@@ -7,21 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import minimal_config
 
 from relay import config, errors
 
 ROOT = Path(__file__).resolve().parent.parent
 
-MINIMAL = """
-[server]
-admin_token = "admin-token-0123456789"
-[[chain]]
-name = "main"
-token = "chain-token-0123456789"
-  [[chain.target]]
-  name = "ci"
-  url = "http://127.0.0.1:9001/hook"
-"""
+MINIMAL = minimal_config()
 
 
 def test_the_example_config_is_the_design_example() -> None:

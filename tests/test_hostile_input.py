@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 from conftest import StartRelay, StartTarget
-from support import CHAIN_TOKEN, SEED_TAG_PUSH, Relay, exchange, raw_request
+from support import (
+    CHAIN_TOKEN,
+    SEED_TAG_PUSH,
+    Relay,
+    exchange,
+    minimal_config,
+    raw_request,
+)
 
 from relay import config, errors
 
@@ -91,19 +98,7 @@ async def test_nesting_at_the_cap_is_fine(relay: Relay) -> None:
 ])
 def test_short_tokens_stop_relay_before_it_serves(tmp_path: Path, command: str, key: str,
                                                   line: str) -> None:
-    text = f"""
-[server]
-port = 0
-admin_token = "admin-token-0123456789"
-[store]
-url = "sqlite:///{tmp_path}/relay.db"
-[[chain]]
-name = "main"
-token = "chain-token-0123456789"
-  [[chain.target]]
-  name = "ci"
-  url = "http://127.0.0.1:9/hook"
-"""
+    text = minimal_config(server="port = 0") + f'\n[store]\nurl = "sqlite:///{tmp_path}/relay.db"\n'
     field = line.split(" = ")[0]
     text = "\n".join(line if row.startswith(f"{field} = ") else row
                      for row in text.splitlines())

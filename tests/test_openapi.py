@@ -16,22 +16,19 @@ import schemathesis
 from conftest import StartRelay, StartTarget
 from openapi_spec_validator import validate
 from schemathesis import checks
-from support import ADMIN_TOKEN, CHAIN_TOKEN, RelayProcess, free_socket, render_config
+from support import (
+    ADMIN_TOKEN,
+    CHAIN_TOKEN,
+    RelayProcess,
+    free_socket,
+    minimal_config,
+    render_config,
+)
 
 from relay import config, openapi
 from relay.app import make_app
 
-CONFIG = """
-[server]
-admin_token = "admin-token-0123456789"
-public_url = "https://relay.example.com"
-[[chain]]
-name = "main"
-token = "chain-token-0123456789"
-  [[chain.target]]
-  name = "ci"
-  url = "http://127.0.0.1:9/hook"
-"""
+CONFIG = minimal_config(server='public_url = "https://relay.example.com"')
 
 
 def _routes() -> set[tuple[str, str]]:

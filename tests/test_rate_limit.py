@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import pytest
 from conftest import StartRelay, StartTarget
-from support import CHAIN_TOKEN, SEED_TAG_PUSH, Relay, wait_until
+from support import CHAIN_TOKEN, SEED_TAG_PUSH, Relay, minimal_config, wait_until
 
 from relay import config, errors, ratelimit
-
-MINIMAL = """
-[server]
-admin_token = "admin-token-0123456789"
-[[chain]]
-name = "main"
-token = "chain-token-0123456789"
-{extra}
-  [[chain.target]]
-  name = "ci"
-  url = "http://127.0.0.1:9001/hook"
-"""
 
 
 def _bucket(per_second: float, burst: int) -> ratelimit.TokenBucket:
@@ -77,7 +65,7 @@ def test_limits_only_watch_chains_that_have_one() -> None:
     ("", None),
 ])
 def test_the_rate_limit_config(extra: str, expected: config.RateLimit | None) -> None:
-    assert config.parse(MINIMAL.format(extra=extra)).chains[0].rate_limit == expected
+    assert config.parse(minimal_config(chain=extra)).chains[0].rate_limit == expected
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -90,7 +78,7 @@ def test_the_rate_limit_config(extra: str, expected: config.RateLimit | None) ->
 ])
 def test_rate_limit_mistakes_name_their_key(extra: str, message: str) -> None:
     with pytest.raises(errors.ConfigError) as raised:
-        config.parse(MINIMAL.format(extra=extra))
+        config.parse(minimal_config(chain=extra))
     assert message in str(raised.value)
 
 

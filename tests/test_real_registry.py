@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from conftest import StartRelay, StartTarget
 from registry_peer import Layout, registry, require_programs
-from support import CHAIN_TOKEN, Relay, Target, free_socket, wait_until
+from support import CHAIN_TOKEN, Relay, Target, serve, wait_until
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -109,13 +109,7 @@ class SlowProxy:
         self.url = ""
 
     async def start(self) -> SlowProxy:
-        app = web.Application()
-        app.router.add_post("/hooks/main", self.handle)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        sock = free_socket()
-        await web.SockSite(self.runner, sock).start()
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}/hooks/main"
+        self.runner, self.url = await serve(self.handle, "/hooks/main")
         return self
 
     async def stop(self) -> None:

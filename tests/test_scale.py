@@ -24,6 +24,7 @@ from support import (
     RelayProcess,
     free_socket,
     render_config,
+    serve,
     wait_until,
 )
 
@@ -104,13 +105,7 @@ class CallingTarget:
         self.url = ""
 
     async def start(self) -> CallingTarget:
-        app = web.Application()
-        app.router.add_post("/hook", self.handle)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        sock = free_socket()
-        await web.SockSite(self.runner, sock).start()
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+        self.runner, self.url = await serve(self.handle, "/hook")
         self.session = aiohttp.ClientSession()
         return self
 
