@@ -13,72 +13,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from chainload import HEADER, ChainRun, Targets, drive, summary
-from intake import SEED, TOKEN
 from loadgen import free_port, start_server
-
-# No callback_url: the upstream report would go to Docker Hub, which is not reachable here.
-PAYLOAD = {k: v for k, v in SEED.items() if k != "callback_url"}
-
-
-def relay_config(port: int, targets: Targets | None, concurrency: int, store_url: str) -> str:
-    """With targets None, the chain's targets are unreachable and retried hourly: intake
-    is measured alone (as in bench/intake.py)."""
-    ci = targets.url("ci") if targets else "http://127.0.0.1:9/hook"
-    deploy = targets.url("deploy") if targets else "http://127.0.0.1:9/hook"
-    return f"""
-[server]
-port = {port}
-public_url = "http://127.0.0.1:{port}"
-admin_token = "bench-admin-token-0123456789"
-[store]
-url = "{store_url}"
-[delivery]
-max_connections = 200
-[[chain]]
-name = "bench"
-token = "{TOKEN}"
-concurrency = {concurrency}
-  [[chain.target]]
-  name = "ci"
-  url = "{ci}"
-  backoff_initial = {3600 if targets is None else 1}
-  [[chain.target]]
-  name = "deploy"
-  url = "{deploy}"
-"""
-
-
-def start_relay(folder: Path, targets: Targets | None, concurrency: int,
-                store_url: str = "sqlite:///data/relay.db",
-                port: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
-    port = port or free_port()
-    config = folder / f"relay-{port}.toml"
-    config.write_text(relay_config(port, targets, concurrency, store_url))
-    log = open(folder / f"relay-{port}.log", "wb")  # noqa: SIM115 - the child owns it
-    process = start_server([sys.executable, "-m", "relay", "serve", "--config", str(config),
-                            "--log-level", "warning"], port, cwd=folder, stdout=log,
-                           stderr=log)
-    return process, port
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    process.wait(30)
+from subject import PAYLOAD, hook_url, start_relay, stop
 
 
 async def run_relay(targets: Targets, seconds: float, inflight: int) -> ChainRun:
     with tempfile.TemporaryDirectory() as folder:
-        process, port = start_relay(Path(folder), targets, max(inflight, 1))
+        process, port = start_relay(Path(folder), [targets.url("ci"), targets.url("deploy")],
+                                    concurrency=max(inflight, 1), log_level="warning")
         try:
-            return await drive([f"http://127.0.0.1:{port}/hooks/bench/{TOKEN}"], targets,
-                               PAYLOAD, seconds, inflight)
+            return await drive([hook_url(port)], targets, PAYLOAD, seconds, inflight)
         finally:
             stop(process)
 

@@ -12,67 +12,23 @@ generator counted must be there, or the run fails.
 from __future__ import annotations
 
 import argparse
-import copy
-import json
-import signal
 import sqlite3
 import statistics
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from loadgen import Load, free_port, post_load, start_server
-
-from relay import seed
-
-TOKEN = "bench-chain-token-0123456789"
-SEED: dict[str, Any] = seed.seed_push()
-
-
-def payload(size: int = 2048) -> bytes:
-    """The seed push, its description padded so that the body is `size` bytes."""
-    document = copy.deepcopy(SEED)
-    base = len(json.dumps(document).encode())
-    document["repository"]["full_description"] += " " * max(0, size - base)
-    return json.dumps(document).encode()
-
-
-def relay_config(port: int) -> str:
-    # The target is unreachable and retried hourly, so relay's worker stays quiet and the
-    # run measures intake alone; deliveries pile up as the backlog.
-    return f"""
-[server]
-port = {port}
-public_url = "http://127.0.0.1:{port}"
-admin_token = "bench-admin-token-0123456789"
-[store]
-url = "sqlite:///data/relay.db"
-[[chain]]
-name = "bench"
-token = "{TOKEN}"
-  [[chain.target]]
-  name = "ci"
-  url = "http://127.0.0.1:9/hook"
-  backoff_initial = 3600
-"""
+from subject import UNREACHABLE, hook_url, payload, start_relay, stop
 
 
 def run_relay(body: bytes, seconds: float) -> Load:
     with tempfile.TemporaryDirectory() as folder:
-        port = free_port()
-        config = Path(folder) / "relay.toml"
-        config.write_text(relay_config(port))
-        with open(Path(folder) / "relay.log", "wb") as log:
-            process = start_server(
-                [sys.executable, "-m", "relay", "serve", "--config", str(config)], port,
-                cwd=folder, stdout=log, stderr=log)
-            try:
-                load = post_load(f"http://127.0.0.1:{port}/hooks/bench/{TOKEN}", body,
-                                 seconds)
-            finally:
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
+        process, port = start_relay(Path(folder), [UNREACHABLE])
+        try:
+            load = post_load(hook_url(port), body, seconds)
+        finally:
+            stop(process)
         with sqlite3.connect(Path(folder) / "data" / "relay.db") as db:
             stored = db.execute("SELECT count(*) FROM deliveries").fetchone()[0]
     if stored < load.ok:

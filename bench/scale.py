@@ -24,9 +24,8 @@ from pathlib import Path
 
 import asyncpg
 from chainload import Targets, drive
-from delivery import PAYLOAD, start_relay, stop
-from intake import TOKEN, payload
-from loadgen import Load, free_port, post_load
+from loadgen import Load, post_load
+from subject import PAYLOAD, UNREACHABLE, hook_url, payload, start_relay, stop
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -67,9 +66,10 @@ async def cluster(setup: Setup, targets: Targets | None,
     relays: list[tuple[subprocess.Popen[bytes], int]] = []
     try:
         for _ in range(setup.processes):
-            relays.append(start_relay(folder, targets, concurrency=1000,
-                                      store_url=store_url, port=free_port()))
-        yield [f"http://127.0.0.1:{port}/hooks/bench/{TOKEN}" for _, port in relays]
+            urls = [targets.url("ci"), targets.url("deploy")] if targets else [UNREACHABLE] * 2
+            relays.append(start_relay(folder, urls, concurrency=1000, store_url=store_url,
+                                      log_level="warning"))
+        yield [hook_url(port) for _, port in relays]
     finally:
         for process, _ in relays:
             stop(process)
