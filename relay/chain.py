@@ -83,11 +83,12 @@ _CALLBACK_STEP_STATE = {
     CallbackState.FAILURE: StepState.FAILURE,
     CallbackState.ERROR: StepState.ERROR,
 }
-_OPEN = (StepState.SENDING, StepState.AWAITING_CALLBACK)
+OPEN = frozenset({StepState.SENDING, StepState.AWAITING_CALLBACK})
+"""The states in which a step still takes an answer or a callback."""
 
 
 def decide(step: StepView, event: Event, now: float) -> Decision:
-    if step.state not in _OPEN:
+    if step.state not in OPEN:
         return Ignore(f"step is already {step.state}")
     match event:
         case CallbackArrived(state=state):

@@ -123,6 +123,9 @@ class Chain:
     def tokens(self) -> tuple[str, ...]:
         return (self.token, *self.previous_tokens)
 
+    def target(self, name: str) -> Target | None:
+        return next((target for target in self.targets if target.name == name), None)
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -44,7 +44,7 @@ async def plan(tx: Tx, settings: config.Settings, delivery: Row) -> list[Notice]
         notices.append(upstream)
     configured = settings.chain(delivery["chain"])
     if configured is not None and configured.webhook is not None:
-        notices.append(await dockership_report(tx, configured, configured.webhook, delivery))
+        notices.append(await dockership_report(tx, configured, delivery))
     hooks = await kudu.subscribers(tx, kudu.POST_DEPLOYMENT, delivery["chain"])
     if hooks:
         body = kudu_payload(delivery)
@@ -131,17 +131,14 @@ def kudu_reason(state: StepState, status: int | None, reason: str | None) -> str
     return reason
 
 
-async def dockership_report(tx: Tx, chain: config.Chain, url: str,
-                            delivery: Row) -> Notice:
+async def dockership_report(tx: Tx, chain: config.Chain, delivery: Row) -> Notice:
     """Dockership's deploy notification: on failure `errors` says why and the current
     revision stays the previous one."""
     previous = await chains.previous_revision(tx, chain.name, delivery["id"]) or ""
     succeeded = delivery["state"] == DeliveryState.SUCCESS
-    problems: list[str] = []
-    if not succeeded:
-        problems = [describe_broken(step) for step in
-                    await chains.broken_steps(tx, delivery["id"])]
-        problems = problems or [delivery["summary"] or f"the chain ended {delivery['state']}"]
+    # A chain ends at the one step that did not succeed; its summary says which and why.
+    problems = [] if succeeded else [delivery["summary"] or
+                                     f"the chain ended {delivery['state']}"]
     body = {
         "previous_revision": previous,
         "current_revision": delivery["revision"] if succeeded else previous,
@@ -149,20 +146,13 @@ async def dockership_report(tx: Tx, chain: config.Chain, url: str,
         "environment": environment(chain),
         "errors": problems,
     }
-    return Notice(SendKind.DOCKERSHIP, "dockership", url, body)
+    assert chain.webhook is not None
+    return Notice(SendKind.DOCKERSHIP, "dockership", chain.webhook, body)
 
 
 def environment(chain: config.Chain) -> str:
     """A chain's environment as Dockership names it (every deploy there has one)."""
     return chain.environment or "default"
-
-
-def describe_broken(step: chains.BrokenStep) -> str:
-    where = f"step {step.index + 1} of {step.count} ({step.target})"
-    if step.callback_state is not None:
-        return f"{where} answered {step.callback_state}: " \
-               f"{step.callback_description or 'no description'}"
-    return f"{where} failed: {step.reason or 'no reason recorded'}"
 
 
 def host_allowed(url: str, allowed_hosts: tuple[str, ...]) -> bool:

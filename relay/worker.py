@@ -118,14 +118,14 @@ class Worker:
             try:
                 claimed, next_due = await self.store.write(functools.partial(
                     deliveries.dispatch, settings=self.settings, lease=lease, now=now,
-                    steps=free, notices=free_notices), alone=True)
+                    steps=free, notice_limit=free_notices), alone=True)
             except errors.StoreError as exc:
                 logs.get().error("worker.store_failed", error=str(exc))
                 await self.store.wait_for_work(1.0)
                 continue
+            self.take(claimed)  # before the pruning: these are leased and their attempt begun
             if now >= self._next_prune:
                 await self._prune(now)
-            self.take(claimed)
             if claimed and len(claimed) >= free:
                 continue
             if free <= 0 or next_due is None:
@@ -157,10 +157,8 @@ class Worker:
     async def _handle(self, claimed: deliveries.Claimed) -> None:
         try:
             if claimed.state is StepState.AWAITING_CALLBACK:
-                handoff = self.handoff_lease()
-                applied = await self.store.write(lambda tx: deliveries.expire(
-                    tx, self.settings, claimed, self.clock(), handoff))
-                self.take(applied.handoff)
+                applied = await self.store.write(
+                    lambda tx: deliveries.expire(tx, self.settings, claimed, self.clock()))
                 report(applied, self.metrics)
                 return
             at = self.clock()
@@ -195,7 +193,8 @@ class Worker:
             body = delivery.step_body(claimed.payload, callback_url)
             secrets_, timeout = target.secrets, target.policy.timeout
         else:
-            body = (claimed.body or "{}").encode()
+            assert claimed.body is not None  # a notice's body is made when it is planned
+            body = claimed.body.encode()
             secrets_, timeout = (), self.settings.delivery.policy.timeout
         session = (self.outside_session if claimed.kind in outbound.OUTSIDE_URL_KINDS
                    else self.session)
@@ -205,15 +204,12 @@ class Worker:
 
     def _target(self, claimed: deliveries.Claimed) -> config.Target | None:
         configured = self.settings.chain(claimed.chain)
-        if configured is None:
-            return None
-        return next((t for t in configured.targets if t.name == claimed.name), None)
+        return configured.target(claimed.name) if configured else None
 
 
-def report(applied: deliveries.Applied, observe: metrics.Metrics | None = None) -> None:
+def report(applied: deliveries.Applied, observe: metrics.Metrics) -> None:
     """The log line and metric of a chain's end (once per delivery, by whoever ended it)."""
-    if observe is not None:
-        observe.finished(applied, time.time())
+    observe.finished(applied, time.time())
     if applied.finished is not None:
         logs.get().info("chain.finished", delivery=applied.delivery_id, chain=applied.chain,
                         state=applied.finished)

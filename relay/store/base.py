@@ -9,6 +9,7 @@ backends, so SQLite and PostgreSQL behave alike by construction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -95,6 +96,31 @@ class Job:
 
 
 Outcome = tuple[Job, Any, BaseException | None]
+
+
+Appended = dict[str, list[Sequence[Any]]]
+"""Rows that units appended, by INSERT statement, in the order first appended."""
+
+
+def gather(into: Appended, more: Appended) -> None:
+    """Add one unit's appended rows to its group's."""
+    for sql, rows in more.items():
+        into.setdefault(sql, []).extend(rows)
+
+
+class WakeUps:
+    """The in-process half of Store.wait_for_work and Store.wake_local."""
+
+    def __init__(self) -> None:
+        self._work = asyncio.Event()
+
+    async def wait_for_work(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._work.wait(), timeout)
+        self._work.clear()
+
+    def wake_local(self) -> None:
+        self._work.set()
 
 
 def resolve(outcomes: Iterable[Outcome]) -> None:

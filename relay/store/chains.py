@@ -1,4 +1,4 @@
-"""Read units about a chain as a whole: its revisions, its last outcome, why a run failed.
+"""Read units about a chain as a whole: its revisions and its last outcome.
 
 What Dockership calls a revision is `deliveries.revision` (the pushed tag, else the digest).
 Every query here walks the (state, chain, id) index, so it costs the same however long the
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from relay.models import DeliveryState, StepState, iso
+from relay.models import FINAL_DELIVERY_STATES, DeliveryState, iso
 from relay.store.base import Row, Tx
 
-_FINAL = (DeliveryState.SUCCESS, DeliveryState.FAILURE, DeliveryState.ERROR)
+_FINAL = sorted(FINAL_DELIVERY_STATES)  # a fixed order: one query per state
 
 
 async def previous_revision(tx: Tx, chain: str, delivery_id: str) -> str | None:
@@ -21,27 +21,6 @@ async def previous_revision(tx: Tx, chain: str, delivery_id: str) -> str | None:
         "SELECT revision FROM deliveries WHERE state = 'success' AND chain = $1 AND id < $2"
         " ORDER BY id DESC LIMIT 1", chain, delivery_id)
     return None if value is None else str(value)
-
-
-@dataclass(frozen=True)
-class BrokenStep:
-    index: int
-    count: int
-    target: str
-    reason: str | None
-    callback_state: str | None
-    callback_description: str | None
-
-
-async def broken_steps(tx: Tx, delivery_id: str) -> list[BrokenStep]:
-    """The steps of a delivery that did not succeed (skipped ones aside), in order."""
-    rows = await tx.fetch(
-        "SELECT idx, name, state, reason, cb_state, cb_description FROM sends"
-        " WHERE delivery_id = $1 AND kind = 'step' ORDER BY idx", delivery_id)
-    return [BrokenStep(index=row["idx"], count=len(rows), target=row["name"],
-                       reason=row["reason"], callback_state=row["cb_state"],
-                       callback_description=row["cb_description"])
-            for row in rows if row["state"] in (StepState.FAILURE, StepState.ERROR)]
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ A send is one outbound POST with its own retries: a chain step, or a notice sent
 chain ends (the upstream report, Kudu and Dockership hooks). `sends.due_at` is the next time
 anyone must look at a send (send it, retry it, give up waiting for its callback); a claim
 moves it to the end of the claimer's lease, so work of a process that died becomes due again
-by itself. Every change to a delivery's sends first locks the delivery row, so a callback and
-the answer to relay's own POST can never both move the same step.
+by itself. Every change that moves a step (an answer, a callback, an expiry) first locks the
+delivery row, so a callback and the answer to relay's own POST can never both move it; a
+claim only takes sends that are due, with SKIP LOCKED.
 """
 
 from __future__ import annotations
@@ -82,7 +83,6 @@ class Applied:
 
     delivery_id: str
     chain: str
-    kind: SendKind
     idx: int
     name: str
     decision: Decision
@@ -182,29 +182,37 @@ async def receive(tx: Tx, push: Push, chain: config.Chain, now: float,
 
 async def redeliver(tx: Tx, settings: config.Settings, delivery_id: str, now: float) -> str:
     """A new delivery of a stored delivery's payload through its chain as configured now."""
-    row = await tx.fetchrow("SELECT chain, payload FROM deliveries WHERE id = $1", delivery_id)
+    row = await tx.fetchrow("SELECT id, chain, payload FROM deliveries WHERE id = $1",
+                            delivery_id)
     if row is None:
         raise errors.HTTPError(404, f"no delivery has id {delivery_id!r}")
-    configured = settings.chain(row["chain"])
+    return await again(tx, settings, row, "redeliver", now)
+
+
+async def again(tx: Tx, settings: config.Settings, original: Row, source: str,
+                now: float) -> str:
+    """A new delivery (`source` "redeliver" or "trigger") of `original`'s payload (a row
+    with id, chain, payload) through its chain as configured now; 409 if it is not."""
+    configured = settings.chain(original["chain"])
     if configured is None:
-        raise errors.HTTPError(409, f"chain {row['chain']!r} is no longer configured")
-    push = Push(row["chain"], json.loads(row["payload"]), row["payload"], source="redeliver",
-                redelivery_of=delivery_id)
+        raise errors.HTTPError(409, f"chain {original['chain']!r} is no longer configured")
+    push = Push(original["chain"], json.loads(original["payload"]), original["payload"],
+                source=source, redelivery_of=original["id"])
     return await accept(tx, push, configured.targets, now)
 
 
 async def dispatch(tx: Tx, settings: config.Settings, lease: str, now: float,
-                   steps: int, notices: int = 0) -> tuple[list[Claimed], float | None]:
+                   steps: int, notice_limit: int = 0) -> tuple[list[Claimed], float | None]:
     """One pass of a worker: admit waiting deliveries, claim up to `steps` due chain steps
-    and `notices` due notices, and say when to look next."""
+    and `notice_limit` due notices, and say when to look next."""
     await admit(tx, settings, now)
     claimed = []
     if steps > 0:
-        claimed += await claim(tx, settings, lease, now, steps, notices=False)
-    if notices > 0:
-        claimed += await claim(tx, settings, lease, now, notices, notices=True)
+        claimed += await claim(tx, settings, lease, now, steps, of_notices=False)
+    if notice_limit > 0:
+        claimed += await claim(tx, settings, lease, now, notice_limit, of_notices=True)
     # With no room for notices, only the steps' times matter (a freed slot wakes the worker).
-    only_steps = " AND kind = 'step'" if notices <= 0 else ""
+    only_steps = " AND kind = 'step'" if notice_limit <= 0 else ""
     next_send = await tx.fetchval(
         f"SELECT min(due_at) FROM sends WHERE due_at IS NOT NULL{only_steps}")
     # A held delivery is due when its coalescing window closes.
@@ -215,18 +223,17 @@ async def dispatch(tx: Tx, settings: config.Settings, lease: str, now: float,
 
 
 async def admit(tx: Tx, settings: config.Settings, now: float,
-                only_chain: str | None = None) -> list[Claimed]:
+                only_chain: str | None = None) -> None:
     """Start pending deliveries, oldest first, while their chain runs fewer than `concurrency`.
     A delivery held for coalescing waits until its `hold_until` (and holds up later ones of
     its chain, which keeps their order).
 
     Costs a few index look-ups per configured chain, however long the backlog is.
     """
-    names = [only_chain] if only_chain is not None else [c.name for c in settings.chains]
-    started: list[Claimed] = []
-    for name in names:
-        configured = settings.chain(name)
-        limit = configured.concurrency if configured else 1
+    # A chain no longer in the config runs its leftovers one at a time.
+    limits = ({only_chain: getattr(settings.chain(only_chain), "concurrency", 1)}
+              if only_chain is not None else {c.name: c.concurrency for c in settings.chains})
+    for name, limit in limits.items():
         if await _running(tx, name) >= limit or not _may_start(await tx.fetchrow(
                 "SELECT hold_until FROM deliveries WHERE state = 'pending' AND chain = $1"
                 " ORDER BY id LIMIT 1", name), now):
@@ -244,8 +251,7 @@ async def admit(tx: Tx, settings: config.Settings, now: float,
                 break
             await tx.execute("UPDATE deliveries SET state = 'running', started_at = $2,"
                              " hold_until = NULL WHERE id = $1", row["id"], now)
-            started += await _start_step(tx, settings, row["id"], 0, now, None)
-    return started
+            await _start_step(tx, settings, row["id"], 0, now, None)
 
 
 def _may_start(pending: Row | None, now: float) -> bool:
@@ -253,15 +259,13 @@ def _may_start(pending: Row | None, now: float) -> bool:
                                     or pending["hold_until"] <= now)
 
 
-async def admit_unconfigured(tx: Tx, settings: config.Settings, now: float) -> int:
+async def admit_unconfigured(tx: Tx, settings: config.Settings, now: float) -> None:
     """Deliveries left waiting by chains no longer in the config: run them to their end."""
     configured = {c.name for c in settings.chains}
     rows = await tx.fetch("SELECT DISTINCT chain FROM deliveries WHERE state = 'pending'")
-    started = 0
     for row in rows:
         if row["chain"] not in configured:
-            started += len(await admit(tx, settings, now, only_chain=row["chain"]))
-    return started
+            await admit(tx, settings, now, only_chain=row["chain"])
 
 
 async def _running(tx: Tx, chain_name: str) -> int:
@@ -270,14 +274,14 @@ async def _running(tx: Tx, chain_name: str) -> int:
 
 
 async def claim(tx: Tx, settings: config.Settings, lease: str, now: float,
-                limit: int, notices: bool = False) -> list[Claimed]:
+                limit: int, of_notices: bool = False) -> list[Claimed]:
     """Take up to `limit` due chain steps (or notices) under `lease` until now +
     lease_seconds.
 
     Each send to be POSTed gets its attempt recorded now, before it goes out, so that the
     history shows every send, even one whose process dies before the answer comes.
     """
-    kind = "kind <> 'step'" if notices else "kind = 'step'"
+    kind = "kind <> 'step'" if of_notices else "kind = 'step'"
     due = await tx.fetch(
         f"SELECT id, state, lease, attempts FROM sends WHERE due_at <= $1 AND {kind}"
         " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit)
@@ -343,21 +347,22 @@ async def record_attempt(tx: Tx, settings: config.Settings, claimed: Claimed,
     if send["lease"] != claimed.lease:
         # Settled by a callback meanwhile, or taken over after our lease ran out.
         return _applied(send, claimed.chain, chain.Ignore(_lost_lease(send)))
-    await tx.execute("UPDATE sends SET status = $2 WHERE id = $1", claimed.id, answer.status)
-    send["status"] = answer.status
+    if send["kind"] != SendKind.STEP:
+        # A notice's last status is what its history entry and a Kudu hook's last_* show.
+        await tx.execute("UPDATE sends SET status = $2 WHERE id = $1", claimed.id,
+                         answer.status)
+        send["status"] = answer.status
     return await _apply(tx, settings, send, claimed.chain, chain.Attempted(answer), now,
                         handoff)
 
 
-async def expire(tx: Tx, settings: config.Settings, claimed: Claimed, now: float,
-                 handoff: str | None = None) -> Applied:
-    """A step's callback deadline passed."""
+async def expire(tx: Tx, settings: config.Settings, claimed: Claimed, now: float) -> Applied:
+    """A step's callback deadline passed: it is an error, which ends the chain."""
     await _lock_delivery(tx, claimed.delivery_id)
     send = await _send(tx, claimed.id)
     if send["lease"] != claimed.lease:
         return _applied(send, claimed.chain, chain.Ignore(_lost_lease(send)))
-    return await _apply(tx, settings, send, claimed.chain, chain.CallbackOverdue(), now,
-                        handoff)
+    return await _apply(tx, settings, send, claimed.chain, chain.CallbackOverdue(), now)
 
 
 def _lost_lease(send: Row) -> str:
@@ -404,8 +409,8 @@ async def callback(tx: Tx, settings: config.Settings, token: str, body: Callback
         raise errors.HTTPError(404, "no step has this callback URL")
     delivery = await _lock_delivery(tx, found["delivery_id"])
     send = await _send(tx, found["id"])
-    if send["cb_state"] is not None or StepState(send["state"]) not in (
-            StepState.SENDING, StepState.AWAITING_CALLBACK):
+    # A stored callback settles its step in the same transaction: an open step has none.
+    if StepState(send["state"]) not in chain.OPEN:
         raise errors.HTTPError(
             409, f"step {send['idx']} ({send['name']}) was already answered: it is "
                  f"{send['state']}")
@@ -490,9 +495,9 @@ async def _finish(tx: Tx, settings: config.Settings, delivery_id: str, state: De
     await tx.execute("UPDATE sends SET state = 'skipped', reason = $2 WHERE delivery_id = $1"
                      " AND kind = 'step' AND state = 'pending'",
                      delivery_id, "not sent: an earlier step did not succeed")
-    await tx.execute("UPDATE deliveries SET state = $2, finished_at = $3, summary = $4"
-                     " WHERE id = $1", delivery_id, state, now, summary)
-    delivery = await tx.fetchrow("SELECT * FROM deliveries WHERE id = $1", delivery_id)
+    delivery = await tx.fetchrow("UPDATE deliveries SET state = $2, finished_at = $3,"
+                                 " summary = $4 WHERE id = $1 RETURNING *",
+                                 delivery_id, state, now, summary)
     assert delivery is not None
     for index, notice in enumerate(await notices.plan(tx, settings, delivery)):
         send = await tx.fetchrow(
@@ -525,18 +530,17 @@ def _policy(settings: config.Settings, chain_name: str,
             send: Row) -> tuple[config.Policy, bool]:
     if send["kind"] == SendKind.STEP:
         configured = settings.chain(chain_name)
-        target = next((t for t in configured.targets if t.name == send["name"]), None) \
-            if configured else None
+        target = configured.target(send["name"]) if configured else None
         if target is not None:
             return target.policy, target.await_callback
     return settings.delivery.policy, False
 
 
 async def _lock_delivery(tx: Tx, delivery_id: str) -> Row:
-    """Lock a running delivery for a change to its sends. Nothing that holds this lock takes
-    a chain's lock: only admission does (in dispatch, a transaction of its own), so a group
-    commit of callbacks and answers cannot deadlock against it."""
-    row = await tx.fetchrow("SELECT id, chain, state FROM deliveries WHERE id = $1 FOR UPDATE",
+    """Lock a delivery for a change to its sends (callbacks, answers, expiry, release).
+    None of these units takes a named lock: those that do (admission, a coalescing or
+    idempotent receive) run alone (see Store.write), so group commits cannot deadlock."""
+    row = await tx.fetchrow("SELECT chain FROM deliveries WHERE id = $1 FOR UPDATE",
                             delivery_id)
     if row is None:
         raise errors.StoreError(f"delivery {delivery_id} vanished")
@@ -554,7 +558,7 @@ def _applied(send: Row, chain_name: str, decision: chain.Decision,
              finished: DeliveryState | None = None,
              handoff: Sequence[Claimed] = ()) -> Applied:
     return Applied(delivery_id=send["delivery_id"], chain=chain_name,
-                   kind=SendKind(send["kind"]), idx=send["idx"], name=send["name"],
+                   idx=send["idx"], name=send["name"],
                    decision=decision, finished=finished, handoff=tuple(handoff))
 
 

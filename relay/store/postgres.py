@@ -18,7 +18,7 @@ import asyncpg
 
 from relay import errors, logs
 from relay.store import migrations
-from relay.store.base import Job, Outcome, Row, Unit, resolve
+from relay.store.base import Appended, Job, Outcome, Row, Unit, WakeUps, gather, resolve
 
 T = TypeVar("T")
 
@@ -39,7 +39,7 @@ class PostgresTx:
         self.grouped = grouped
         self.woken = False
         self.savepoint = False
-        self.appended: dict[str, list[Sequence[Any]]] = {}
+        self.appended: Appended = {}
 
     async def _begin(self) -> None:
         if not self.savepoint:
@@ -105,7 +105,7 @@ def split_schema(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(query=rest)), schema
 
 
-class PostgresStore:
+class PostgresStore(WakeUps):
     """Group commit as on SQLite: up to COMMITTERS transactions at once, each taking every
     unit queued meanwhile (each unit in its own SAVEPOINT). A NOTIFY serialises commits in
     PostgreSQL, and each commit waits for a WAL flush: both are paid once per group."""
@@ -118,7 +118,7 @@ class PostgresStore:
         self.pool = pool
         self._dsn = dsn
         self._settings = settings
-        self._work = asyncio.Event()
+        super().__init__()
         self._queued: list[Job] = []
         self._committers: set[asyncio.Task[None]] = set()
         self._listening: asyncio.Task[None] | None = None
@@ -158,7 +158,7 @@ class PostgresStore:
                     await conn.add_listener(CHANNEL, self._notified)
                     if not listening.done():
                         listening.set_result(None)
-                    self._work.set()  # anything committed while we were not listening
+                    self.wake_local()  # anything committed while we were not listening
                     delay = 0.5
                     await closed.wait()
                 finally:
@@ -173,7 +173,7 @@ class PostgresStore:
             delay = min(delay * 2, 10.0)
 
     def _notified(self, *_: object) -> None:
-        self._work.set()
+        self.wake_local()
 
     async def write(self, unit: Unit[T], *, alone: bool = False) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -203,7 +203,7 @@ class PostgresStore:
         woken = False
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                appended: dict[str, list[Sequence[Any]]] = {}
+                appended: Appended = {}
                 for job in group:
                     tx = PostgresTx(conn, grouped=True)
                     try:
@@ -225,8 +225,7 @@ class PostgresStore:
                             await conn.execute("RELEASE SAVEPOINT unit")
                         outcomes.append((job, result, None))
                         woken = woken or tx.woken
-                        for sql, rows in tx.appended.items():
-                            appended.setdefault(sql, []).extend(rows)
+                        gather(appended, tx.appended)
                 for sql, rows in appended.items():
                     await conn.executemany(sql, rows)
                 if woken:
@@ -237,7 +236,7 @@ class PostgresStore:
             outcomes = [(job, None, failure) for job in group if job not in retry_alone]
             woken = False
         if woken:
-            self._work.set()
+            self.wake_local()
         resolve(outcomes)
         return retry_alone
 
@@ -263,7 +262,7 @@ class PostgresStore:
                 resolve([(job, None, exc)])
                 return
             if tx.woken:
-                self._work.set()
+                self.wake_local()
             resolve([(job, result, None)])
             return
 
@@ -274,14 +273,6 @@ class PostgresStore:
                 return await unit(_ReadTx(conn))
         except _DRIVER_ERRORS as exc:
             raise errors.StoreError(f"reading from PostgreSQL failed: {exc}") from exc
-
-    async def wait_for_work(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._work.wait(), timeout)
-        self._work.clear()
-
-    def wake_local(self) -> None:
-        self._work.set()
 
     async def ping(self) -> None:
         try:

@@ -11,7 +11,6 @@ A unit's awaiter is answered only after its group's COMMIT returned: "written" m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import functools
 import re
@@ -24,7 +23,7 @@ from typing import Any, TextIO, TypeVar
 
 from relay import errors
 from relay.store import migrations
-from relay.store.base import Job, Outcome, Row, Unit, resolve
+from relay.store.base import Appended, Job, Outcome, Row, Unit, WakeUps, gather, resolve
 
 T = TypeVar("T")
 
@@ -71,21 +70,22 @@ class SqliteTx:
         self.conn = conn
         self.woken = False
         self.savepoint = False
-        self.appended: dict[str, list[Sequence[Any]]] = {}
+        self.appended: Appended = {}
 
-    def _run(self, sql: str, args: Sequence[Any]) -> sqlite3.Cursor:
+    def _begin(self) -> None:
         if not self.savepoint:
             self.conn.execute("SAVEPOINT unit")
             self.savepoint = True
+
+    def _run(self, sql: str, args: Sequence[Any]) -> sqlite3.Cursor:
+        self._begin()
         return self.conn.execute(translate(sql), args)
 
     async def execute(self, sql: str, *args: Any) -> int:
         return self._run(sql, args).rowcount
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        if not self.savepoint:
-            self.conn.execute("SAVEPOINT unit")
-            self.savepoint = True
+        self._begin()
         self.conn.executemany(translate(sql), rows)
 
     def append(self, sql: str, row: Sequence[Any]) -> None:
@@ -114,7 +114,14 @@ class SqliteTx:
         self.woken = True
 
 
-class SqliteStore:
+class _ReadTx(SqliteTx):
+    """A read-only snapshot needs no savepoints."""
+
+    def _begin(self) -> None:
+        pass
+
+
+class SqliteStore(WakeUps):
     dialect = "sqlite"
 
     def __init__(self, path: Path) -> None:
@@ -125,7 +132,7 @@ class SqliteStore:
         self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-sqlite-sync")
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="relay-sqlite-read")
         self._local = threading.local()
-        self._work = asyncio.Event()
+        super().__init__()
         self._lock_file: TextIO | None = None
 
     @classmethod
@@ -169,14 +176,6 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._read_sync, unit)
 
-    async def wait_for_work(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._work.wait(), timeout)
-        self._work.clear()
-
-    def wake_local(self) -> None:
-        self._work.set()
-
     async def ping(self) -> None:
         async def one(tx: Any) -> Any:
             return await tx.fetchval("SELECT 1")
@@ -210,7 +209,7 @@ class SqliteStore:
         conn = self._conn
         assert conn is not None
         outcomes: list[Outcome] = []
-        appended: dict[str, list[Sequence[Any]]] = {}
+        appended: Appended = {}
         woken = False
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -219,8 +218,7 @@ class SqliteStore:
                 try:
                     outcomes.append((job, drive(job.unit(tx)), None))  # type: ignore[arg-type]
                     woken = woken or tx.woken
-                    for sql, rows in tx.appended.items():
-                        appended.setdefault(sql, []).extend(rows)
+                    gather(appended, tx.appended)
                 except Exception as exc:  # noqa: BLE001 - handed to the unit's awaiter
                     if tx.savepoint:
                         conn.execute("ROLLBACK TO unit")
@@ -238,7 +236,7 @@ class SqliteStore:
             outcomes = [(job, None, failure) for job in group]
             woken = False
         if woken:
-            self._work.set()
+            self.wake_local()
         resolve(outcomes)
 
     # -- reads -----------------------------------------------------------------------
@@ -250,7 +248,7 @@ class SqliteStore:
                 conn = self._local.conn = connect(self.path)
             conn.execute("BEGIN")
             try:
-                return drive(unit(SqliteTx(conn)))  # type: ignore[arg-type]
+                return drive(unit(_ReadTx(conn)))  # type: ignore[arg-type]
             finally:
                 conn.execute("ROLLBACK")
         except sqlite3.Error as exc:

@@ -6,8 +6,6 @@ may run its chain again, until the trigger is deleted.
 
 from __future__ import annotations
 
-import json
-
 from relay import config, errors, models
 from relay.store import deliveries
 from relay.store.base import Row, Tx
@@ -50,14 +48,9 @@ async def call(tx: Tx, settings: config.Settings, chain: str, trigger_id: str,
     trigger = await get(tx, chain, trigger_id)
     if trigger is None:
         raise NO_SUCH_TRIGGER
-    configured = settings.chain(chain)
-    if configured is None:
-        raise errors.HTTPError(409, f"chain {chain!r} is no longer configured")
-    last = await tx.fetchrow(
-        "SELECT id, payload FROM deliveries WHERE chain = $1 ORDER BY id DESC LIMIT 1", chain)
+    last = await tx.fetchrow("SELECT id, chain, payload FROM deliveries WHERE chain = $1"
+                             " ORDER BY id DESC LIMIT 1", chain)
     if last is None:
         raise errors.HTTPError(404, f"chain {chain!r} has no accepted payload to redeploy "
                                     "yet; push to it first")
-    push = deliveries.Push(chain, json.loads(last["payload"]), last["payload"],
-                           source="trigger", redelivery_of=last["id"])
-    return trigger, await deliveries.accept(tx, push, configured.targets, now)
+    return trigger, await deliveries.again(tx, settings, last, "trigger", now)
