@@ -44,7 +44,7 @@ READY_TIMEOUT = 5.0
 def make_app(settings: config.Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[httpkit.error_middleware(settings.server.max_body_bytes)],
+        middlewares=[httpkit.error_middleware()],
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics.Metrics(chain.name for chain in settings.chains)

@@ -59,9 +59,13 @@ def require_admin(request: web.Request, admin_token: str) -> None:
 
 
 async def read_body(request: web.Request, limit: int, timeout: float | None = None) -> bytes:
-    """The body, refused with 413 before it is read whole when it is over `limit` bytes, and
-    with 408 when it has not arrived whole within `timeout` seconds ([server] read_timeout
-    unless given): a client that dribbles its body cannot hold a handler for ever."""
+    """The body, refused with 413 when it is over `limit` bytes, and with 408 when it has
+    not arrived whole within `timeout` seconds ([server] read_timeout unless given): a client
+    that dribbles its body cannot hold a handler for ever.
+
+    A declared Content-Length over the limit is refused before anything is read; a chunked
+    body is read at most up to [server] max_body_bytes (aiohttp's client_max_size) and then
+    held to `limit`, which may be smaller."""
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     if timeout is None:
@@ -70,13 +74,17 @@ async def read_body(request: web.Request, limit: int, timeout: float | None = No
         if request.content.is_eof():
             # Already received whole (a small body comes with its headers): no wait, so no
             # deadline to arm.
-            return await request.read()
-        async with asyncio.timeout(timeout):
-            return await request.read()
+            body = await request.read()
+        else:
+            async with asyncio.timeout(timeout):
+                body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise too_large(limit) from None
     except TimeoutError:
         raise errors.HTTPError(408, f"the body did not arrive within {timeout:g} s") from None
+    if len(body) > limit:
+        raise too_large(limit)
+    return body
 
 
 def too_large(limit: int) -> errors.HTTPError:
@@ -148,7 +156,7 @@ def _kind(value: Any) -> str:
     return "a number"
 
 
-def error_middleware(max_body_bytes: int) -> Any:
+def error_middleware() -> Any:
     """Every error becomes DESIGN §4 JSON; never a traceback in an answer."""
 
     @web.middleware
@@ -161,7 +169,8 @@ def error_middleware(max_body_bytes: int) -> Any:
                 await _answer_and_close(request, response)
             return response
         except web.HTTPRequestEntityTooLarge:
-            return respond(too_large(max_body_bytes).body(), 413)
+            # A handler that read the body itself instead of through read_body.
+            return respond(too_large(request.app[SETTINGS].server.max_body_bytes).body(), 413)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

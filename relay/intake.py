@@ -17,8 +17,11 @@ from relay import config, errors, httpkit, logs, registries, schemas
 from relay.appkeys import LIMITS, METRICS, SETTINGS, STORE
 from relay.store import Tx, deliveries
 
-# One answer for an unknown chain and for a wrong token, so that neither can be probed.
-NO_SUCH_HOOK = errors.HTTPError(404, "no hook at this URL")
+
+def no_such_hook() -> errors.HTTPError:
+    """One answer for an unknown chain and for a wrong token, so that neither can be probed.
+    A new one each time: an exception raised again keeps every earlier traceback alive."""
+    return errors.HTTPError(404, "no hook at this URL")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 
@@ -46,7 +49,7 @@ def authorize(settings: config.Settings, chain_name: str, token: str) -> config.
     expected = chain.tokens if chain is not None else _DECOY
     matches = [httpkit.same_secret(token, candidate) for candidate in expected]
     if chain is None or not any(matches):
-        raise NO_SUCH_HOOK
+        raise no_such_hook()
     return chain
 
 

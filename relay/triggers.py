@@ -59,7 +59,7 @@ async def show(request: web.Request) -> web.Response:
     trigger_id = request.match_info["id"]
     row = await request.app[STORE].read(lambda tx: stored.get(tx, chain.name, trigger_id))
     if row is None:
-        raise stored.NO_SUCH_TRIGGER
+        raise stored.no_such_trigger()
     return httpkit.respond(shown(settings, row))
 
 
@@ -68,7 +68,7 @@ async def delete(request: web.Request) -> web.Response:
     trigger_id = request.match_info["id"]
     row = await request.app[STORE].write(lambda tx: stored.delete(tx, chain.name, trigger_id))
     if row is None:
-        raise stored.NO_SUCH_TRIGGER
+        raise stored.no_such_trigger()
     logs.get().info("trigger.deleted", chain=chain.name, name=row["name"])
     return web.Response(status=204)
 

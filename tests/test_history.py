@@ -7,6 +7,8 @@ import copy
 from conftest import StartRelay, StartTarget
 from support import SEED_TAG_PUSH, Relay, Reply
 
+from relay.store.history import without_credentials
+
 
 async def _two_chains(start_relay: StartRelay, start_target: StartTarget) -> Relay:
     ok = await start_target()
@@ -138,3 +140,10 @@ async def test_redeliver_makes_a_new_delivery_of_the_same_payload(
     assert again["source"] == "redeliver"
     assert [r.json["push_data"]["tag"] for r in ci.requests] == ["v1.2.3", "v1.2.3"]
     assert ci.requests[0].headers["webhook-id"] != ci.requests[1].headers["webhook-id"]
+
+
+def test_history_shows_urls_without_credentials() -> None:
+    assert without_credentials("https://ci:s3cret@ci.example.com/hook?token=abc&x=1") == (
+        "https://ci.example.com/hook?token=[redacted]&x=1")
+    assert without_credentials("http://u:p@[::1]:8080/hook") == "http://[::1]:8080/hook"
+    assert without_credentials("http://host:9001/hook") == "http://host:9001/hook"

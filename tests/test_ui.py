@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 
 import pytest
@@ -80,6 +81,22 @@ async def test_a_wrong_token_or_a_form_post_does_not_log_in(start_relay: StartRe
     status, _ = await relay.post("/ui/login", ["token"],
                                  headers={"Content-Type": "application/json"})
     assert status == 400
+
+
+async def test_a_login_body_over_its_limit_is_413_even_when_chunked(
+        start_relay: StartRelay, start_target: StartTarget) -> None:
+    relay = await start_relay(await start_target())
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"token": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}'
+
+    async with relay.http.post(relay.url + "/ui/login", data=chunks(),
+                               headers={"Content-Type": "application/json"}) as answer:
+        assert answer.status == 413
+        assert "Set-Cookie" not in answer.headers
 
 
 async def test_the_ui_api_needs_the_session_not_the_bearer_token(

@@ -164,10 +164,7 @@ def without_credentials(url: str) -> str:
     parameters that carry credentials by their name (`?token=`, `api_key=`, `sig=`...)."""
     parts = urlsplit(url)
     if parts.username is not None or parts.password is not None:
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        parts = parts._replace(netloc=host)
+        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])  # [v6] kept as is
     if parts.query:
         parts = parts._replace(query="&".join(
             _shown_parameter(pair) for pair in parts.query.split("&")))

@@ -13,7 +13,9 @@ from relay.store.base import Row, Tx
 REDEPLOY = "REDEPLOY"
 
 # The same answer for an unknown chain and an unknown id, so that neither can be probed.
-NO_SUCH_TRIGGER = errors.HTTPError(404, "no trigger at this URL")
+def no_such_trigger() -> errors.HTTPError:
+    # A new one each time: an exception raised again keeps every earlier traceback alive.
+    return errors.HTTPError(404, "no trigger at this URL")
 
 
 async def create(tx: Tx, chain: str, name: str, operation: str, now: float) -> Row:
@@ -47,7 +49,7 @@ async def call(tx: Tx, settings: config.Settings, chain: str, trigger_id: str,
     Returns the trigger and the new delivery's id."""
     trigger = await get(tx, chain, trigger_id)
     if trigger is None:
-        raise NO_SUCH_TRIGGER
+        raise no_such_trigger()
     last = await tx.fetchrow("SELECT id, chain, payload FROM deliveries WHERE chain = $1"
                              " ORDER BY id DESC LIMIT 1", chain)
     if last is None:
