@@ -13,8 +13,7 @@ from relay.store import deliveries
 
 async def receive(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    body = await httpkit.read_body(request, settings.server.max_body_bytes)
-    document, _ = httpkit.parse_object(body, settings.server.max_json_depth)
+    document, _ = await httpkit.read_object(request)
     details = schemas.validate("callback", document)
     if details:
         raise errors.HTTPError(422, "the callback is not valid", details)

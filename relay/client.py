@@ -92,8 +92,6 @@ def _refusal(status: int, body: Any, text: str, path: str) -> str:
     said = body.get("error") if isinstance(body, dict) else None
     said = said or text.strip()[:200] or "no explanation"
     if status == 401:
-        if path.startswith("/hooks/"):
-            return "relay refused the chain token (401)"
         return (f"relay refused the admin token (401): set RELAY_ADMIN_TOKEN to its "
                 f"[server] admin_token ({said})")
     if status == 404 and path.startswith("/hooks/"):

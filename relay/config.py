@@ -138,6 +138,10 @@ class Settings:
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
     """Every secret value in the file, so that logging can redact them wherever they appear."""
 
+    def status_url(self, delivery_id: str) -> str:
+        """Where a delivery's history is: the `status_url` of intake's answers."""
+        return f"{self.server.public_url}/history/{delivery_id}"
+
     def chain(self, name: str) -> Chain | None:
         for chain in self.chains:
             if chain.name == name:

@@ -20,14 +20,14 @@ from relay.store.base import Tx
 
 async def projects(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    httpkit.require_admin(request, settings.server.admin_token)
+    httpkit.require_admin(request)
     shown = Shown(settings)
     return httpkit.respond({chain.name: shown.project(chain) for chain in settings.chains})
 
 
 async def statuses(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    httpkit.require_admin(request, settings.server.admin_token)
+    httpkit.require_admin(request)
     names = [chain.name for chain in settings.chains]
     found = await request.app[STORE].read(lambda tx: _statuses(tx, names))
     shown = Shown(settings)

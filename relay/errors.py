@@ -4,10 +4,11 @@ RelayError
 ├── ConfigError        relay.toml is unusable; names the key (and line)
 ├── HTTPError          answered to an HTTP client as DESIGN §4 JSON
 │                      (status, one-sentence message, details, extra headers)
-└── StoreError         the database failed; the driver's exception is the __cause__
+├── StoreError         the database failed; the driver's exception is the __cause__
+└── client.ClientError the CLI's request to a running relay failed (one line to show)
 
 Delivery problems (refused connections, timeouts, bad statuses) are not exceptions:
-`delivery.send` turns them into an `Answer` value that the chain engine decides on.
+`delivery.post` turns them into an `Answer` value that the chain engine decides on.
 """
 
 from __future__ import annotations

@@ -19,23 +19,23 @@ from relay.models import DeliveryState
 from relay.store import deliveries
 from relay.store import history as reads
 
-MAX_LIMIT = 500
-DEFAULT_LIMIT = 50
+MAX_LIMIT = reads.MAX_LIMIT
+DEFAULT_LIMIT = reads.DEFAULT_LIMIT
 _ID = re.compile(r"^[0-9a-v]{26}$")
 
 
 async def listing(request: web.Request) -> web.Response:
-    httpkit.require_admin(request, request.app[SETTINGS].server.admin_token)
+    httpkit.require_admin(request)
     return await answer_listing(request)
 
 
 async def show(request: web.Request) -> web.Response:
-    httpkit.require_admin(request, request.app[SETTINGS].server.admin_token)
+    httpkit.require_admin(request)
     return await answer_show(request)
 
 
 async def redeliver(request: web.Request) -> web.Response:
-    httpkit.require_admin(request, request.app[SETTINGS].server.admin_token)
+    httpkit.require_admin(request)
     return await answer_redeliver(request)
 
 

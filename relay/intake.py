@@ -69,14 +69,13 @@ def throttle(request: web.Request, chain: config.Chain) -> None:
 async def take(request: web.Request, chain: config.Chain) -> web.Response:
     """Dispatch by sender: Docker Hub's push as it is, another registry's notification
     through its translation into Docker Hub pushes (relay/registries)."""
-    settings = request.app[SETTINGS]
     metrics = request.app[METRICS]
     try:
         throttle(request, chain)
-        body = await httpkit.read_body(request, settings.server.max_body_bytes)
-        document, text = httpkit.parse_object(body, settings.server.max_json_depth)
+        document, text = await httpkit.read_object(request)
         request_key = idempotency_key(request)
         sender = registries.recognise(request.content_type, document)
+        _check_schema(chain, sender, document)
         if sender is registries.Sender.DOCKER_HUB:
             return await take_push(request, chain, document, text, request_key)
         return await take_notification(request, chain, sender, document, request_key)
@@ -85,15 +84,25 @@ async def take(request: web.Request, chain: config.Chain) -> web.Response:
         raise
 
 
+def _check_schema(chain: config.Chain, sender: registries.Sender,
+                  document: dict[str, Any]) -> None:
+    """422 with one detail per violation of the sender's schema."""
+    details = schemas.validate(registries.schema_of(sender), document)
+    if not details:
+        return
+    if sender is registries.Sender.DOCKER_HUB:
+        logs.get().info("push.rejected", chain=chain.name, violations=len(details))
+        raise errors.HTTPError(422, "the payload is not a valid Docker Hub push notification",
+                               details)
+    logs.get().info("push.rejected", chain=chain.name, sender=sender, violations=len(details))
+    raise errors.HTTPError(422, f"the body is not a valid {registries.DESCRIPTIONS[sender]}",
+                           details)
+
+
 async def take_push(request: web.Request, chain: config.Chain, payload: dict[str, Any],
                     text: str, request_key: str | None) -> web.Response:
     settings = request.app[SETTINGS]
     metrics = request.app[METRICS]
-    details = schemas.validate("push", payload)
-    if details:
-        logs.get().info("push.rejected", chain=chain.name, violations=len(details))
-        raise errors.HTTPError(422, "the payload is not a valid Docker Hub push notification",
-                               details)
     push = deliveries.Push(chain.name, payload, text)
     reason = ignored(chain, push.repository)
     if reason is not None:
@@ -106,9 +115,7 @@ async def take_push(request: web.Request, chain: config.Chain, payload: dict[str
         alone=deliveries.locks_on_receive(chain, key))
     metrics.pushed(chain.name, "accepted")
     _log_stored(chain, push, stored, sender=registries.Sender.DOCKER_HUB, event="")
-    answer = _stored_json(settings, stored)
-    return httpkit.respond(answer, 200 if stored.duplicate else 202,
-                           {"Location": answer["status_url"]})
+    return _answer(_stored_json(settings, stored), 200 if stored.duplicate else 202)
 
 
 async def take_notification(request: web.Request, chain: config.Chain,
@@ -118,11 +125,6 @@ async def take_notification(request: web.Request, chain: config.Chain,
     transaction); everything else is answered 200 and stored nowhere."""
     settings = request.app[SETTINGS]
     described = registries.DESCRIPTIONS[sender]
-    details = schemas.validate(registries.schema_of(sender), document)
-    if details:
-        logs.get().info("push.rejected", chain=chain.name, sender=sender,
-                        violations=len(details))
-        raise errors.HTTPError(422, f"the body is not a valid {described}", details)
     try:
         items = registries.translate(sender, document, chain.media_types, request_key)
     except registries.Invalid as exc:
@@ -147,20 +149,17 @@ async def take_notification(request: web.Request, chain: config.Chain,
         return [await deliveries.receive(tx, push, chain, now, item.key)
                 for item, push in pushes]
 
-    stored = dict(zip([item.pointer for item, _ in pushes],
-                      await request.app[STORE].write(store_all, alone=any(
-                          deliveries.locks_on_receive(chain, item.key)
-                          for item, _ in pushes)), strict=True))
-    for _ in pushes:
+    results = await request.app[STORE].write(store_all, alone=any(
+        deliveries.locks_on_receive(chain, item.key) for item, _ in pushes))
+    for (item, push), result in zip(pushes, results, strict=True):
         request.app[METRICS].pushed(chain.name, "accepted")
-    for item, push in pushes:
-        _log_stored(chain, push, stored[item.pointer], sender=sender, event=item.event)
-    first = _stored_json(settings, stored[pushes[0][0].pointer])
-    duplicate = all(s.duplicate for s in stored.values())
-    body = {"id": first["id"], "status_url": first["status_url"],
+        _log_stored(chain, push, result, sender=sender, event=item.event)
+    stored = {item.pointer: result for (item, _), result in zip(pushes, results, strict=True)}
+    duplicate = all(result.duplicate for result in results)
+    body = {"id": results[0].id, "status_url": settings.status_url(results[0].id),
             **({"duplicate": True} if duplicate else {}),
             "events": [_event_json(settings, i, stored.get(i.pointer)) for i in items]}
-    return httpkit.respond(body, 200 if duplicate else 202, {"Location": first["status_url"]})
+    return _answer(body, 200 if duplicate else 202)
 
 
 def _for_chain(chain: config.Chain, item: registries.Item) -> registries.Item:
@@ -204,14 +203,16 @@ def idempotency_key(request: web.Request) -> str | None:
 
 
 def accepted(settings: config.Settings, delivery_id: str) -> web.Response:
-    status_url = f"{settings.server.public_url}/history/{delivery_id}"
-    return httpkit.respond({"id": delivery_id, "status_url": status_url}, 202,
-                           {"Location": status_url})
+    """202 for a new delivery (a redelivery, a trigger's call)."""
+    return _answer(_stored_json(settings, deliveries.Stored(delivery_id)), 202)
+
+
+def _answer(body: dict[str, Any], status: int) -> web.Response:
+    return httpkit.respond(body, status, {"Location": body["status_url"]})
 
 
 def _stored_json(settings: config.Settings, stored: deliveries.Stored) -> dict[str, Any]:
-    answer: dict[str, Any] = {
-        "id": stored.id, "status_url": f"{settings.server.public_url}/history/{stored.id}"}
+    answer: dict[str, Any] = {"id": stored.id, "status_url": settings.status_url(stored.id)}
     if stored.duplicate:
         answer["duplicate"] = True
     if stored.merged > 1:

@@ -22,9 +22,8 @@ _MAX_ID_DIGITS = 18  # a BIGINT
 
 async def subscribe(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    httpkit.require_admin(request, settings.server.admin_token)
-    body = await httpkit.read_body(request, settings.server.max_body_bytes)
-    document, _ = httpkit.parse_object(body, settings.server.max_json_depth)
+    httpkit.require_admin(request)
+    document, _ = await httpkit.read_object(request)
     details = schemas.validate("kudu-hook", document)
     chain = document.get("chain")
     if not details and chain is not None and settings.chain(chain) is None:
@@ -45,13 +44,13 @@ async def subscribe(request: web.Request) -> web.Response:
 
 
 async def listing(request: web.Request) -> web.Response:
-    httpkit.require_admin(request, request.app[SETTINGS].server.admin_token)
+    httpkit.require_admin(request)
     rows = await request.app[STORE].read(hooks.listing)
     return httpkit.respond([shown(row) for row in rows])
 
 
 async def show(request: web.Request) -> web.Response:
-    httpkit.require_admin(request, request.app[SETTINGS].server.admin_token)
+    httpkit.require_admin(request)
     hook_id = _hook_id(request)
     row = await request.app[STORE].read(lambda tx: hooks.get(tx, hook_id))
     if row is None:
@@ -60,7 +59,7 @@ async def show(request: web.Request) -> web.Response:
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
-    httpkit.require_admin(request, request.app[SETTINGS].server.admin_token)
+    httpkit.require_admin(request)
     hook_id = _hook_id(request)
     row = await request.app[STORE].write(lambda tx: hooks.delete(tx, hook_id))
     if row is None:

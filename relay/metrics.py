@@ -33,7 +33,8 @@ class Metrics:
         self.chains = tuple(chains)
         self.pushes = Counter(
             "relay_pushes", "Pushes received by an authorized hook, by chain and outcome:"
-            " accepted (stored), ignored (repository filter), rejected (400, 413, 422)",
+            " accepted (stored), ignored (repository filter or no tag push), rejected (400,"
+            " 408, 413, 422, 429)",
             ["chain", "outcome"], registry=self.registry)
         self.attempts = Counter(
             "relay_attempts", "POSTs to targets (and end-of-chain notices) by status class:"

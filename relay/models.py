@@ -75,11 +75,6 @@ def new_delivery_id(now: float | None = None) -> str:
     return base64.b32hexencode(value.to_bytes(16, "big")).decode("ascii")[:26].lower()
 
 
-def new_callback_token() -> str:
-    """An unguessable per-step secret: 192 bits from `secrets`."""
-    return secrets.token_urlsafe(24)
-
-
 def new_trigger_id() -> str:
     """A Docker Cloud trigger's id, which is also its only credential: 192 bits from `secrets`."""
     return secrets.token_urlsafe(24)
@@ -87,13 +82,17 @@ def new_trigger_id() -> str:
 
 def new_message_id() -> str:
     """The Standard Webhooks `webhook-id` of one send, stable across its retries."""
-    return "msg_" + secrets.token_hex(12)
+    return _MESSAGE_ID + secrets.token_hex(12)
+
+
+_MESSAGE_ID = "msg_"
 
 
 def new_step_secrets(count: int) -> list[tuple[str, str]]:
-    """(webhook-id, callback token) for `count` steps, from one read of the OS's randomness."""
+    """(webhook-id, callback token: 192 bits) for `count` steps, from one read of the OS's
+    randomness."""
     pool = secrets.token_bytes(36 * count)
-    return [("msg_" + pool[i:i + 12].hex(),
+    return [(_MESSAGE_ID + pool[i:i + 12].hex(),
              base64.urlsafe_b64encode(pool[i + 12:i + 36]).decode("ascii"))
             for i in range(0, 36 * count, 36)]
 

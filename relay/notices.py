@@ -79,7 +79,7 @@ def upstream_report(settings: config.Settings, delivery: Row) -> Notice | None:
         "state": delivery["state"],
         "description": truncate(delivery["summary"] or "", DESCRIPTION_LIMIT),
         "context": truncate(f"relay chain {delivery['chain']}", CONTEXT_LIMIT),
-        "target_url": f"{settings.server.public_url}/history/{delivery['id']}",
+        "target_url": settings.status_url(delivery["id"]),
     }
     refused = None
     if delivery["source"] != "push":

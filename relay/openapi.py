@@ -9,11 +9,12 @@ To describe a new route, add one entry to OPERATIONS:
     ("GET", "/api/hooks/{id}"): operation(
         "One Kudu hook", tag="kudu", security=ADMIN,
         parameters=[path_parameter("id", "the hook's id")],
-        answers={200: json_answer("The hook", ref("KuduHook")), 401: UNAUTHORIZED,
+        answers={200: json_answer("The hook", ref("KuduHookView")), 401: UNAUTHORIZED,
                  404: error("No hook has this id")}),
 
-and put any new schema into SCHEMAS (ref("KuduHook") points at it). The JSON Schemas of
-schemas/ are components already (ref("Push"), ref("Callback")).
+and put any new answer schema into SCHEMAS (ref("KuduHookView") points at it). The JSON
+Schemas of schemas/ are components already, named in CamelCase (ref("Push"),
+ref("KuduHook") for schemas/kudu-hook.json).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from relay import __version__, config, schemas
 from relay.models import CallbackState, DeliveryState, StepState
+from relay.store import history as reads
 
 Fragment = dict[str, Any]
 
@@ -198,7 +200,8 @@ OPERATIONS: dict[tuple[str, str], Fragment] = {
             query_parameter("repository", "Only this repository", {"type": "string"}),
             query_parameter("tag", "Only this tag", {"type": "string"}),
             query_parameter("limit", "Page size",
-                            {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+                            {"type": "integer", "minimum": 1, "maximum": reads.MAX_LIMIT,
+                             "default": reads.DEFAULT_LIMIT}),
             query_parameter("cursor", "The `next_cursor` of the previous page",
                             {"type": "string"}),
         ],

@@ -22,9 +22,10 @@ from typing import Any
 
 from rich.console import Console
 
-from relay import config, errors, seed, tables
+from relay import config, errors, models, seed, tables
 from relay.client import Client, ClientError
 from relay.models import DeliveryState
+from relay.store import history as reads
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 FOLLOW_SECONDS = 0.5
@@ -46,7 +47,8 @@ def add_commands(commands: Any) -> None:
     listing.add_argument("--state", choices=[s.value for s in DeliveryState])
     listing.add_argument("--repository", help="namespace/name")
     listing.add_argument("--tag")
-    listing.add_argument("--limit", type=int, default=20, help="1-500 (default 20)")
+    listing.add_argument("--limit", type=int, default=20,
+                         help=f"1-{reads.MAX_LIMIT} (default 20)")
     listing.set_defaults(run=_runner(_history))
 
     show = commands.add_parser("show", parents=[where], help="one delivery, step by step")
@@ -128,8 +130,8 @@ def _print_json(document: Any) -> None:
 
 
 async def _history(args: argparse.Namespace, at: Where, console: Console) -> int:
-    if not 1 <= args.limit <= 500:
-        raise errors.ConfigError("--limit must be from 1 to 500")
+    if not 1 <= args.limit <= reads.MAX_LIMIT:
+        raise errors.ConfigError(f"--limit must be from 1 to {reads.MAX_LIMIT}")
     async with at.client() as client:
         page = await client.history(chain=args.chain, state=args.state, tag=args.tag,
                                     repository=args.repository, limit=args.limit)
@@ -215,7 +217,7 @@ async def follow(client: Client, delivery_id: str, console: Console,
     before: dict[str, Any] | None = None
     while True:
         found = await client.delivery(delivery_id)
-        final = found["state"] in tables.FINAL
+        final = found["state"] in models.FINAL_DELIVERY_STATES
         if final:
             # A callback may end a step before relay has recorded the answer to its POST.
             await asyncio.sleep(interval)
@@ -229,12 +231,7 @@ async def follow(client: Client, delivery_id: str, console: Console,
 
 
 def _healthcheck(args: argparse.Namespace) -> int:
-    if args.url:
-        url = args.url
-    elif args.config:
-        url = local_url(config.load(args.config))
-    else:
-        url = os.environ.get("RELAY_URL") or DEFAULT_URL
+    url = where(args).url
     probe = f"{url.rstrip('/')}/{'readyz' if args.ready else 'healthz'}"
     direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no *_proxy
     try:

@@ -13,12 +13,13 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from relay import models
+
 STYLES = {"pending": "dim", "running": "blue", "sending": "blue",
           "awaiting_callback": "yellow", "success": "green", "failure": "red",
           "error": "magenta", "skipped": "dim"}
 MARKS = {"pending": "·", "sending": "→", "awaiting_callback": "…", "success": "✔",
          "failure": "✘", "error": "!", "skipped": "-"}
-FINAL = ("success", "failure", "error")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -154,7 +155,8 @@ def changes(before: dict[str, Any] | None, after: dict[str, Any]) -> list[Text]:
             if step.get("reason") and step.get("state") != "awaiting_callback":
                 line.append(" (" + clean(step["reason"]) + ")", style="dim")
             lines.append(line)
-    if after.get("state") in FINAL and (before or {}).get("state") != after.get("state"):
+    ended = after.get("state") in models.FINAL_DELIVERY_STATES
+    if ended and (before or {}).get("state") != after.get("state"):
         line = state(after["state"])
         line.stylize("bold")
         line.append(": " + clean(after.get("summary")))

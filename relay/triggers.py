@@ -33,10 +33,7 @@ async def listing(request: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     chain = httpkit.admin_chain(request)
-    body = await httpkit.read_body(request, settings.server.max_body_bytes)
-    document: dict[str, Any] = {}
-    if body.strip():
-        document, _ = httpkit.parse_object(body, settings.server.max_json_depth)
+    document, _ = await httpkit.read_object(request, empty_is_object=True)
     details = schemas.validate("trigger", document)
     if details:
         raise errors.HTTPError(422, "the body is not a valid trigger", details)

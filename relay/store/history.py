@@ -11,6 +11,10 @@ from urllib.parse import unquote_plus, urlsplit, urlunsplit
 from relay.models import SendKind, iso
 from relay.store.base import Row, Tx, placeholders
 
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+"""Deliveries on one page of the history: at most, and when no limit is asked for."""
+
 
 @dataclass(frozen=True)
 class Query:
@@ -20,7 +24,7 @@ class Query:
     tag: str | None = None
     before: str | None = None
     """Only deliveries with ids below this one (the cursor)."""
-    limit: int = 50
+    limit: int = DEFAULT_LIMIT
 
 
 async def page(tx: Tx, query: Query) -> tuple[list[dict[str, Any]], str | None]:
