@@ -38,18 +38,22 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> Callable[[Awaitable[T]], T]:
     return call
 
 
-async def _stored_payloads(relay: Relay) -> Counter[str]:
-    found: Counter[str] = Counter()
+async def _all_deliveries(relay: Relay) -> list[dict[str, Any]]:
+    """Every delivery in the history, page by page, in full."""
+    found = []
     cursor = None
     while True:
         status, page = await relay.get("/history?limit=500"
                                        + (f"&cursor={cursor}" if cursor else ""))
         assert status == 200
-        for item in page["items"]:
-            found[canonical((await relay.delivery(item["id"]))["payload"])] += 1
+        found += [await relay.delivery(item["id"]) for item in page["items"]]
         cursor = page["next_cursor"]
         if cursor is None:
             return found
+
+
+async def _stored_payloads(relay: Relay) -> Counter[str]:
+    return Counter(canonical(delivery["payload"]) for delivery in await _all_deliveries(relay))
 
 
 async def test_generated_pushes(start_relay: StartRelay, start_target: StartTarget) -> None:
@@ -118,10 +122,9 @@ async def test_generated_callbacks(start_relay: StartRelay, start_target: StartT
     await asyncio.to_thread(callback)
 
     assert answered, "no valid callback was generated: the test proves nothing"
-    _, listing = await relay.get("/history?limit=500")
     callbacks: dict[str, int] = {}
-    for item in listing["items"]:
-        step = (await relay.delivery(item["id"]))["steps"][0]
+    for delivery in await _all_deliveries(relay):
+        step = delivery["steps"][0]
         callbacks[step["state"]] = callbacks.get(step["state"], 0) + 1
         if step["callback"] is not None:
             sent = answered.pop(_path_of(step, target, relay))

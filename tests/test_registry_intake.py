@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import time
 from typing import Any
 
@@ -441,13 +440,4 @@ async def test_coalescing_across_two_processes_makes_one_delivery(
     assert sorted(body.get("merged", 1) for _, body in answers) == list(range(1, 25))
     done = await first.wait_for(answers[0][1]["id"], timeout=15)
     assert done["merged"] == 24
-    await wait_until(lambda: _settled(target), what="the target's POST")
     assert len(target.requests) == 1
-
-
-async def _settled(target: Target) -> bool:
-    return len(target.requests) >= 1
-
-
-def test_payloads_here_are_json() -> None:
-    json.dumps([rp.DOCS_PULL, rp.DOCS_V2_PUSH, rp.HARBOR_PUSH, rp.HARBOR_CLOUD_PUSH])

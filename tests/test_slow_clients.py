@@ -14,6 +14,7 @@ from support import (
     RelayProcess,
     free_socket,
     render_config,
+    wait_until,
 )
 
 HEAD = f"POST /hooks/main/{CHAIN_TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
@@ -102,7 +103,10 @@ async def test_slow_clients_do_not_keep_others_out(start_relay: StartRelay,
              for _ in range(20)]
     held = asyncio.gather(*(client.run() for client in slow))
 
-    await asyncio.sleep(0.3)
+    async def all_dripping() -> bool:
+        return all(client.sent for client in slow)
+
+    await wait_until(all_dripping, what="every slow client connected and dripping")
     started = time.monotonic()
     delivery_id = await relay.push()
 
