@@ -61,7 +61,7 @@ async def show(request: web.Request) -> web.Response:
 async def unsubscribe(request: web.Request) -> web.Response:
     httpkit.require_admin(request)
     hook_id = _hook_id(request)
-    row = await request.app[STORE].write(lambda tx: hooks.delete(tx, hook_id))
+    row = await request.app[STORE].write(lambda tx: hooks.delete(tx, hook_id, time.time()))
     if row is None:
         raise _no_such_hook(hook_id)
     logs.get().info("kudu.unsubscribed", hook=hook_id)

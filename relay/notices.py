@@ -63,7 +63,7 @@ async def settled(tx: Tx, send: Row, state: StepState, reason: str | None,
     status = send["status"]
     if status == http.HTTPStatus.GONE:
         # Kudu (and REST hooks generally) read 410 Gone as "unsubscribe me".
-        await kudu.delete(tx, hook_id)
+        await kudu.delete(tx, hook_id, now)
         return
     await kudu.record(tx, hook_id, at=now, status=kudu_status(status),
                       reason=kudu_reason(state, status, reason), context=send["body"])

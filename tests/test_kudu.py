@@ -300,6 +300,32 @@ async def test_a_deleted_hook_is_not_called_again(start_relay: StartRelay,
     assert [n for n in (await relay.delivery(later))["notices"] if n["kind"] == "kudu"] == []
 
 
+async def test_deleting_a_hook_skips_its_notices_still_due(start_relay: StartRelay,
+                                                             start_target: StartTarget) -> None:
+    failing = await start_target(default=Reply(503, callback=None))
+    recovering = await start_target(Reply(503, callback=None), Reply(503, callback=None),
+                                    default=RECEIVER)
+    relay = await start_relay(await start_target(), delivery={
+        "backoff_initial": 0.2, "backoff_max": 0.3, "attempts": 6})
+    _, doomed = await _subscribe(relay, failing.url)
+    await _subscribe(relay, recovering.url)
+    delivery_id = await relay.push()
+
+    async def tried() -> bool:
+        return len(failing.requests) >= 1
+
+    await wait_until(tried, what="a first notice to the failing receiver")
+    assert (await relay.delete(f"/api/hooks/{doomed['id']}"))[0] == 200
+    notices = {n["name"]: n for n in await _kudu_notices(relay, delivery_id, count=2)}
+
+    skipped = notices[f"kudu hook {doomed['id']}"]
+    assert skipped["state"] == "skipped"
+    assert skipped["reason"] == f"not sent: kudu hook {doomed['id']} was deleted"
+    assert [n["state"] for n in notices.values()] == ["skipped", "success"]
+    # The other hook's three tries outlast the doomed one's backoff: it was not tried again.
+    assert len(failing.requests) == len(skipped["attempts"]) < 6
+
+
 async def test_insecure_ssl_skips_certificate_checks_for_that_hook_only(
         start_relay: StartRelay, start_target: StartTarget) -> None:
     authority = trustme.CA()  # not trusted by relay: its certificates fail verification

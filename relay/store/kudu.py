@@ -75,8 +75,18 @@ async def get(tx: Tx, hook_id: int) -> Row | None:
     return await tx.fetchrow("SELECT * FROM kudu_hooks WHERE id = $1", hook_id)
 
 
-async def delete(tx: Tx, hook_id: int) -> Row | None:
-    """The hook as it was, or None when there is no such hook."""
+async def delete(tx: Tx, hook_id: int, now: float) -> Row | None:
+    """The hook as it was, or None when there is no such hook.
+
+    Its notices still waiting to be sent or retried are skipped: an unsubscribed receiver is
+    called no more. The sends are updated before the hook row is deleted, in the same order
+    as a settling notice takes them, so that the two cannot deadlock.
+    """
+    await tx.execute(
+        "UPDATE sends SET state = 'skipped', due_at = NULL, lease = NULL, finished_at = $1,"
+        " reason = $2 WHERE ref = $3 AND due_at IS NOT NULL AND kind = 'kudu'"
+        " AND state = 'sending'",
+        now, f"not sent: kudu hook {hook_id} was deleted", str(hook_id))
     return await tx.fetchrow("DELETE FROM kudu_hooks WHERE id = $1 RETURNING *", hook_id)
 
 

@@ -129,6 +129,10 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX event_keys_age ON event_keys (received_at)",
     ],
+    # 4: deleting a Kudu hook skips its notices still due; this finds them without a scan.
+    [
+        "CREATE INDEX sends_ref_due ON sends (ref) WHERE ref IS NOT NULL AND due_at IS NOT NULL",
+    ],
 ]
 
 
