@@ -79,14 +79,16 @@ async def delete(tx: Tx, hook_id: int, now: float) -> Row | None:
     """The hook as it was, or None when there is no such hook.
 
     Its notices still waiting to be sent or retried are skipped: an unsubscribed receiver is
-    called no more. The sends are updated before the hook row is deleted, in the same order
-    as a settling notice takes them, so that the two cannot deadlock.
+    called no more. Their deliveries are locked first, in id order, as every change to a
+    delivery's sends is (an attempt being recorded meanwhile then sees it lost its lease).
     """
+    due = "ref = $1 AND due_at IS NOT NULL AND kind = 'kudu' AND state = 'sending'"
+    await tx.fetch(f"SELECT id FROM deliveries WHERE id IN (SELECT delivery_id FROM sends"
+                   f" WHERE {due}) ORDER BY id FOR UPDATE", str(hook_id))
     await tx.execute(
-        "UPDATE sends SET state = 'skipped', due_at = NULL, lease = NULL, finished_at = $1,"
-        " reason = $2 WHERE ref = $3 AND due_at IS NOT NULL AND kind = 'kudu'"
-        " AND state = 'sending'",
-        now, f"not sent: kudu hook {hook_id} was deleted", str(hook_id))
+        f"UPDATE sends SET state = 'skipped', due_at = NULL, lease = NULL, finished_at = $2,"
+        f" reason = $3 WHERE {due}",
+        str(hook_id), now, f"not sent: kudu hook {hook_id} was deleted")
     return await tx.fetchrow("DELETE FROM kudu_hooks WHERE id = $1 RETURNING *", hook_id)
 
 
