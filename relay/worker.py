@@ -52,6 +52,9 @@ class Worker:
         self.id = worker_id()
         self.capacity = settings.delivery.max_connections
         self.notice_capacity = max(1, int(self.capacity * NOTICE_SHARE))
+        self._posting = asyncio.Semaphore(self.capacity)
+        """The hard cap on POSTs in flight: a step handed off by a callback (or by the
+        dispatch running meanwhile) may be claimed while `capacity` sends are out."""
         self._claims: dict[asyncio.Task[None], deliveries.Claimed] = {}
         self._leases = itertools.count(1)
         self._stopping = False
@@ -161,8 +164,9 @@ class Worker:
                     lambda tx: deliveries.expire(tx, self.settings, claimed, self.clock()))
                 report(applied, self.metrics)
                 return
-            at = self.clock()
-            answer = await self._send(claimed, at)
+            async with self._posting:
+                at = self.clock()
+                answer = await self._send(claimed, at)
             handoff = self.handoff_lease()
             applied = await self.store.write(lambda tx: deliveries.record_attempt(
                 tx, self.settings, claimed, answer, self.clock(), handoff))
