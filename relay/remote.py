@@ -176,7 +176,7 @@ async def _send(args: argparse.Namespace, at: Where, console: Console) -> int:
         answer = await client.push(args.chain, token, body)
         if args.json and args.no_follow:
             _print_json(answer)
-            return 0
+            return EXIT_IGNORED if "ignored" in answer else 0
         if "ignored" in answer:
             console.print(f"ignored: {tables.clean(answer['ignored'])}")
             return EXIT_IGNORED
