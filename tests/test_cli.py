@@ -241,3 +241,31 @@ async def test_example_target_answers_and_calls_back(start_relay: StartRelay,
     assert "acme-ci: run 1: called back failure (relay answered 200)" in out.decode()
 
 
+
+
+async def test_send_exits_5_in_one_line_when_the_chain_ignores_the_push(
+        start_relay: StartRelay, start_target: StartTarget, tmp_path: Path) -> None:
+    ci = await start_target()
+    relay = await start_relay(chains=[{"name": "main", "repositories": ["acme/*"],
+                                       "targets": [{"name": "ci", "url": ci.url}]}],
+                              upstream={"allowed_hosts": []})
+    env = {**admin(relay), "RELAY_CHAIN_TOKEN": CHAIN_TOKEN}
+    why = ("repository svendowideit/testhook matches none of chain main's repositories "
+           "(acme/*)")
+
+    for follow in ((), ("--no-follow",)):
+        run = await relay_cli("send", "--chain", "main", *follow, env=env)
+        assert (run.code, run.out, run.err) == (5, f"ignored: {why}\n", ""), follow
+    run = await relay_cli("send", "--chain", "main", "--no-follow", "--json", env=env)
+    assert (run.code, json.loads(run.out)) == (5, {"ignored": why})
+    assert (await relay.get("/history"))[1]["items"] == []
+    assert ci.requests == []
+
+    # A push of a repository the filter takes goes through the same chain.
+    payload = seed_push()
+    payload["repository"]["repo_name"] = "acme/app"
+    (tmp_path / "push.json").write_text(json.dumps(payload))
+    run = await relay_cli("send", "--chain", "main", str(tmp_path / "push.json"), env=env)
+    assert run.code == 0, run
+    assert run.out.splitlines()[-1] == "success: all 1 steps succeeded"
+    assert [r.json["repository"]["repo_name"] for r in ci.requests] == ["acme/app"]

@@ -147,3 +147,25 @@ def test_history_shows_urls_without_credentials() -> None:
         "https://ci.example.com/hook?token=[redacted]&x=1")
     assert without_credentials("http://u:p@[::1]:8080/hook") == "http://[::1]:8080/hook"
     assert without_credentials("http://host:9001/hook") == "http://host:9001/hook"
+
+
+async def test_filters_by_repository(start_relay: StartRelay,
+                                     start_target: StartTarget) -> None:
+    relay = await _two_chains(start_relay, start_target)
+    app = copy.deepcopy(SEED_TAG_PUSH)
+    app["repository"]["repo_name"] = "acme/app"
+    app_of_main = await relay.push(app, chain="main")
+    seed_of_main = await relay.push(chain="main")
+    app_of_other = await relay.push(app, chain="other")
+    seed_of_other = await relay.push(chain="other")
+
+    _, apps = await relay.get("/history?repository=acme/app")
+    _, seeds = await relay.get("/history?repository=svendowideit/testhook")
+    _, apps_of_main = await relay.get("/history?repository=acme/app&chain=main")
+    _, prefix = await relay.get("/history?repository=acme")
+
+    assert [i["id"] for i in apps["items"]] == [app_of_other, app_of_main]
+    assert {i["repository"] for i in apps["items"]} == {"acme/app"}
+    assert [i["id"] for i in seeds["items"]] == [seed_of_other, seed_of_main]
+    assert [i["id"] for i in apps_of_main["items"]] == [app_of_main]
+    assert prefix["items"] == []  # the whole name, not a prefix of it
