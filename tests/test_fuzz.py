@@ -17,10 +17,10 @@ from typing import Any, TypeVar
 import jsonschema_rs
 from conftest import StartRelay, StartTarget
 from fuzz import bodies, canonical, expected, valid_callbacks, valid_pushes
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
-from support import Relay, Reply, Target, wait_until
+from support import SEED_TAG_PUSH, Relay, Reply, Target, wait_until
 
 from relay import schemas
 
@@ -66,6 +66,7 @@ async def test_generated_pushes(start_relay: StartRelay, start_target: StartTarg
     sent: Counter[str] = Counter()
 
     @given(body=bodies(valid_pushes))
+    @example(body=json.dumps(SEED_TAG_PUSH).encode())  # one valid push, whatever is drawn
     def push(body: bytes) -> None:
         verdict, detail = expected(body, "push", MAX_BODY)
         status, answer = call(relay.post(path, data=body))
@@ -104,6 +105,7 @@ async def test_generated_callbacks(start_relay: StartRelay, start_target: StartT
     current = [await _awaiting_callback(relay, target)]
 
     @given(body=bodies(valid_callbacks), to_unknown=st.booleans())
+    @example(body=b'{"state": "success"}', to_unknown=False)
     def callback(body: bytes, to_unknown: bool) -> None:
         verdict, detail = expected(body, "callback", MAX_BODY)
         path = "/callbacks/not-a-token-of-relay" if to_unknown else current[0]
