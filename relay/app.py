@@ -108,7 +108,9 @@ def server_options(settings: config.Settings) -> dict[str, Any]:
     # aiohttp's keep-alive timer starts when a connection opens and after each answer, and
     # closes the connection if no whole request head has arrived by then: the defence
     # against clients that dribble their headers (slowloris) and against idle connections.
-    return {"keepalive_timeout": settings.server.header_timeout}
+    # On a stop, a request still in progress gets the grace period, not aiohttp's 60 s.
+    return {"keepalive_timeout": settings.server.header_timeout,
+            "shutdown_timeout": settings.server.shutdown_grace}
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -66,7 +66,6 @@ def run_serve(args: argparse.Namespace) -> int:
         port=settings.server.port,
         access_log=None,
         print=None,
-        shutdown_timeout=settings.server.shutdown_grace,
         handle_signals=True,
         **server_options(settings),
     )
