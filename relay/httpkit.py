@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -24,7 +25,11 @@ def respond(data: Any, status: int = 200, headers: Mapping[str, str] | None = No
 
 
 def dumps(data: Any) -> bytes:
-    return orjson.dumps(data)
+    try:
+        return orjson.dumps(data)
+    except TypeError:
+        # An integer beyond 64 bits, kept exactly as a sender wrote it: orjson cannot write it.
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def same_secret(given: str, expected: str) -> bool:

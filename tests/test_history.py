@@ -149,6 +149,27 @@ def test_history_shows_urls_without_credentials() -> None:
     assert without_credentials("http://host:9001/hook") == "http://host:9001/hook"
 
 
+BEYOND_64_BITS = 2**64 + 1
+
+
+async def test_a_delivery_shows_any_payload_relay_accepted(start_relay: StartRelay,
+                                                           start_target: StartTarget) -> None:
+    ci = await start_target()
+    relay = await start_relay(ci)
+    payload = {**SEED_TAG_PUSH, "build": {"number": BEYOND_64_BITS, "ratio": 0.25},
+               "callback_url": "https://hub:s3cret@hub.example/hook/x?sig=abc&keep=1"}
+
+    delivery = await relay.wait_for(await relay.push(payload))
+
+    assert delivery["state"] == "success"
+    assert delivery["payload"]["build"] == {"number": BEYOND_64_BITS, "ratio": 0.25}
+    assert ci.requests[0].json["build"]["number"] == BEYOND_64_BITS
+    # The history shows the report's address without its credentials, as it shows any URL.
+    assert delivery["payload"]["callback_url"] == "https://hub.example/hook/x?sig=[redacted]&keep=1"
+    assert {k: v for k, v in delivery["payload"].items() if k != "callback_url"} == {
+        k: v for k, v in payload.items() if k != "callback_url"}
+
+
 async def test_filters_by_repository(start_relay: StartRelay,
                                      start_target: StartTarget) -> None:
     relay = await _two_chains(start_relay, start_target)

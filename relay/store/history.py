@@ -69,7 +69,7 @@ async def delivery(tx: Tx, delivery_id: str) -> dict[str, Any] | None:
     upstream = next((n for n in notices if n["kind"] == SendKind.UPSTREAM), None)
     return {
         **_summary(row),
-        "payload": json.loads(row["payload"]),
+        "payload": _shown_payload(json.loads(row["payload"])),
         "steps": steps,
         "upstream": upstream,
         "notices": [n for n in notices if n["kind"] != SendKind.UPSTREAM],
@@ -161,6 +161,14 @@ async def _attempts_of(tx: Tx, send_ids: list[int]) -> dict[int, list[dict[str, 
             "at": iso(row["at"]), "status": row["status"],
             "duration_ms": row["duration_ms"], "error": error})
     return grouped
+
+
+def _shown_payload(payload: Any) -> Any:
+    """The payload as received, but for the credentials a callback_url may carry."""
+    url = payload.get("callback_url") if isinstance(payload, dict) else None
+    if isinstance(url, str) and (shown := without_credentials(url)) != url:
+        return {**payload, "callback_url": shown}
+    return payload
 
 
 def without_credentials(url: str) -> str:
