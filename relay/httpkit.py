@@ -85,11 +85,23 @@ async def read_body(request: web.Request, limit: int, timeout: float | None = No
                 body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise too_large(limit) from None
+    except web.RequestPayloadError as exc:
+        # A body that does not decode as its Content-Encoding says, or broken chunking.
+        encoding = request.headers.get("Content-Encoding")
+        if encoding:
+            raise errors.HTTPError(400, "the body does not decode as its Content-Encoding "
+                                        f"says ({encoding})") from None
+        raise errors.HTTPError(400, f"the body could not be read: {_reason(exc)}") from None
     except TimeoutError:
         raise errors.HTTPError(408, f"the body did not arrive within {timeout:g} s") from None
     if len(body) > limit:
         raise too_large(limit)
     return body
+
+
+def _reason(exc: BaseException) -> str:
+    """An aiohttp error's message without its status prefix."""
+    return (getattr(exc, "message", None) or str(exc)).strip().removeprefix("400, message:").strip()
 
 
 async def read_object(request: web.Request, *, empty_is_object: bool = False

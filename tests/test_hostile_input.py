@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import StartRelay, StartTarget
@@ -150,3 +152,22 @@ token = ["new-token-0123456789", "${OLD_TOKEN}"]
         config.parse(text, environ={"OLD_TOKEN": "short"})
     with pytest.raises(errors.ConfigError, match=r"chain\[0\]\.token: must name at least one"):
         config.parse(text.replace('["new-token-0123456789", "${OLD_TOKEN}"]', "[]"))
+
+
+async def test_a_body_that_does_not_decode_as_its_content_encoding_is_400(relay: Relay) -> None:
+    body = json.dumps(SEED_TAG_PUSH).encode()
+    packed = gzip.compress(body)
+
+    async def post(data: bytes) -> tuple[int, Any]:
+        return await relay.post(f"/hooks/main/{CHAIN_TOKEN}", data=data,
+                                headers={"Content-Encoding": "gzip", "Connection": "close"})
+
+    not_gzip, half_gzip, gzipped = await post(body), await post(packed[:-12]), await post(packed)
+
+    assert not_gzip == (400, {"error": "the body does not decode as its Content-Encoding says "
+                                       "(gzip)", "details": []})
+    assert half_gzip[0] == 400
+    assert set(half_gzip[1]) == {"error", "details"}
+    assert gzipped[0] == 202
+    _, listing = await relay.get("/history")
+    assert [item["id"] for item in listing["items"]] == [gzipped[1]["id"]]
