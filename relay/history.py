@@ -68,7 +68,7 @@ def parse_query(request: web.Request) -> reads.Query:
     limit = DEFAULT_LIMIT
     if "limit" in params:
         text = params["limit"]
-        if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
             problems.append(errors.Detail("limit", f"must be an integer from 1 to {MAX_LIMIT}"))
         else:
             limit = int(text)

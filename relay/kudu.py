@@ -85,7 +85,7 @@ def shown(row: dict[str, Any]) -> dict[str, Any]:
 
 def _hook_id(request: web.Request) -> int:
     text = request.match_info["id"]
-    if not text.isdigit() or len(text) > _MAX_ID_DIGITS:
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_ID_DIGITS:
         raise errors.HTTPError(404, "no hook has this id")
     return int(text)
 

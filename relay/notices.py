@@ -90,12 +90,25 @@ def upstream_report(settings: config.Settings, delivery: Row) -> Notice | None:
     return Notice(SendKind.UPSTREAM, "upstream", url, body, refused=refused)
 
 
+def _reference(delivery: Row) -> str:
+    """The pushed image as Docker writes it: `repo:tag`, `repo@sha256:…`, or by image id."""
+    repository = str(delivery["repository"] or delivery["chain"])
+    if delivery["tag"]:
+        return f"{repository}:{delivery['tag']}"
+    payload = json.loads(delivery["payload"])
+    push_data = payload.get("push_data") if isinstance(payload, dict) else None
+    digest = push_data.get("digest") if isinstance(push_data, dict) else None
+    if isinstance(digest, str) and digest:
+        return f"{repository}@{digest}"
+    if delivery["revision"]:
+        return f"{repository} image {delivery['revision']}"
+    return repository
+
+
 def kudu_payload(delivery: Row) -> dict[str, Any]:
     """Kudu's PostDeployment body; relay knows no e-mail address of a pusher."""
     succeeded = delivery["state"] == DeliveryState.SUCCESS
-    reference = delivery["repository"] or delivery["chain"]
-    if delivery["revision"]:
-        reference = f"{reference}:{delivery['revision']}"
+    reference = _reference(delivery)
     summary = f": {delivery['summary']}" if delivery["summary"] else ""
     return {
         "id": delivery["id"],

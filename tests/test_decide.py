@@ -98,7 +98,7 @@ def test_full_jitter_backoff_is_capped() -> None:
 
 @pytest.mark.parametrize(("header", "expected"), [
     ("120", 120.0), (" 5 ", 5.0), ("0", 0.0), ("", None), (None, None), ("soon", None),
-    ("-3", None), ("1.5", None),
+    ("-3", None), ("1.5", None), ("\u00b2", None), ("\u0665", None),  # digits, not ASCII
 ])
 def test_retry_after_seconds(header: str | None, expected: float | None) -> None:
     assert retry.parse_retry_after(header, now=NOW) == expected

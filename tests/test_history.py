@@ -72,6 +72,9 @@ async def test_bad_query_parameters_are_400_naming_them(start_relay: StartRelay,
 
     assert status == 400
     assert [d["path"] for d in body["details"]] == ["limit", "state", "cursor"]
+    for digits in ("%C2%B2", "%D9%A5"):  # a superscript 2 and an Arabic-Indic 5: not ASCII
+        status, body = await relay.get(f"/history?limit={digits}")
+        assert (status, [d["path"] for d in body["details"]]) == (400, ["limit"])
 
 
 async def test_history_needs_the_admin_token(start_relay: StartRelay,

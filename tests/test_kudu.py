@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import ssl
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import trustme
 from conftest import StartRelay, StartTarget
-from support import ADMIN_TOKEN, Relay, Reply, seed_push, wait_until
+from support import ADMIN_TOKEN, SEED_IMAGES_PUSH, Relay, Reply, seed_push, wait_until
 
 RECEIVER = Reply(callback=None)  # a hook receiver answers 200 and calls nothing back
 FAST = {"backoff_initial": 0.02, "backoff_max": 0.1, "attempts": 3}
@@ -99,6 +101,9 @@ async def test_subscribe_list_get_and_delete_as_kudu_does(start_relay: StartRela
         (created["id"], url, "PostDeployment", None),
         (other["id"], "http://127.0.0.1:9/other", "PostDeployment", "main")]
     assert await _hook(relay, created["id"]) == created
+    # An id is ASCII digits: the same number in Arabic-Indic digits names no hook.
+    arabic = quote(str(created["id"]).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")))
+    assert (await relay.get(f"/api/hooks/{arabic}"))[0] == 404
 
     assert (await relay.delete(f"/api/hooks/{created['id']}"))[0] == 200
     assert (await relay.get(f"/api/hooks/{created['id']}"))[0] == 404
@@ -210,6 +215,27 @@ async def test_a_failed_chain_is_reported_as_failed(start_relay: StartRelay,
     assert body["status"] == "failed"
     assert body["message"].startswith("svendowideit/testhook:latest: chain main failure")
     assert "3 tests failed" in body["message"]
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize(("push_data", "image"), [
+    ({}, f"svendowideit/testhook image {SEED_IMAGES_PUSH['push_data']['images'][0]}"),
+    ({"digest": DIGEST}, f"svendowideit/testhook@{DIGEST}"),
+], ids=["image-id", "digest"])
+async def test_the_message_names_an_untagged_push_as_docker_does(
+        start_relay: StartRelay, start_target: StartTarget, push_data: dict[str, str],
+        image: str) -> None:
+    receiver = await start_target(default=RECEIVER)
+    relay = await start_relay(await start_target())
+    await _subscribe(relay, receiver.url)
+    payload = copy.deepcopy(SEED_IMAGES_PUSH)
+    payload["push_data"].update(push_data)
+
+    await _kudu_notices(relay, await relay.push(payload))
+
+    assert receiver.requests[0].json["message"].startswith(f"{image}: chain main success")
 
 
 async def test_a_hook_receiver_is_retried_like_a_step(start_relay: StartRelay,
