@@ -19,8 +19,6 @@ from relay.models import DeliveryState
 from relay.store import deliveries
 from relay.store import history as reads
 
-MAX_LIMIT = reads.MAX_LIMIT
-DEFAULT_LIMIT = reads.DEFAULT_LIMIT
 _ID = re.compile(r"^[0-9a-v]{26}$")
 
 
@@ -65,11 +63,12 @@ async def answer_redeliver(request: web.Request) -> web.Response:
 def parse_query(request: web.Request) -> reads.Query:
     params = request.query
     problems: list[errors.Detail] = []
-    limit = DEFAULT_LIMIT
+    limit = reads.DEFAULT_LIMIT
     if "limit" in params:
         text = params["limit"]
-        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
-            problems.append(errors.Detail("limit", f"must be an integer from 1 to {MAX_LIMIT}"))
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= reads.MAX_LIMIT:
+            problems.append(errors.Detail("limit",
+                                          f"must be an integer from 1 to {reads.MAX_LIMIT}"))
         else:
             limit = int(text)
     state = params.get("state") or None

@@ -90,12 +90,11 @@ def _check_schema(chain: config.Chain, sender: registries.Sender,
     details = schemas.validate(registries.schema_of(sender), document)
     if not details:
         return
-    if sender is registries.Sender.DOCKER_HUB:
-        logs.get().info("push.rejected", chain=chain.name, violations=len(details))
-        raise errors.HTTPError(422, "the payload is not a valid Docker Hub push notification",
-                               details)
-    logs.get().info("push.rejected", chain=chain.name, sender=sender, violations=len(details))
-    raise errors.HTTPError(422, f"the body is not a valid {registries.DESCRIPTIONS[sender]}",
+    hub = sender is registries.Sender.DOCKER_HUB
+    logs.get().info("push.rejected", chain=chain.name, **({} if hub else {"sender": sender}),
+                    violations=len(details))
+    what = "the payload" if hub else "the body"
+    raise errors.HTTPError(422, f"{what} is not a valid {registries.DESCRIPTIONS[sender]}",
                            details)
 
 
@@ -151,10 +150,11 @@ async def take_notification(request: web.Request, chain: config.Chain,
 
     results = await request.app[STORE].write(store_all, alone=any(
         deliveries.locks_on_receive(chain, item.key) for item, _ in pushes))
+    stored: dict[str, deliveries.Stored] = {}
     for (item, push), result in zip(pushes, results, strict=True):
         request.app[METRICS].pushed(chain.name, "accepted")
         _log_stored(chain, push, result, sender=sender, event=item.event)
-    stored = {item.pointer: result for (item, _), result in zip(pushes, results, strict=True)}
+        stored[item.pointer] = result
     duplicate = all(result.duplicate for result in results)
     body = {"id": results[0].id, "status_url": settings.status_url(results[0].id),
             **({"duplicate": True} if duplicate else {}),

@@ -80,12 +80,12 @@ def new_trigger_id() -> str:
     return secrets.token_urlsafe(24)
 
 
+_MESSAGE_ID = "msg_"
+
+
 def new_message_id() -> str:
     """The Standard Webhooks `webhook-id` of one send, stable across its retries."""
     return _MESSAGE_ID + secrets.token_hex(12)
-
-
-_MESSAGE_ID = "msg_"
 
 
 def new_step_secrets(count: int) -> list[tuple[str, str]]:

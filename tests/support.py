@@ -46,6 +46,14 @@ SEED_IMAGES_PUSH: dict[str, Any] = {
 SEED_IMAGES_PUSH["repository"]["date_created"] = 1.417494799e09
 
 
+def nested_push(levels: int) -> bytes:
+    """The seed push with one more key, whose value nests so that the whole body is
+    `levels` deep (the push object itself is level 1)."""
+    extra = levels - 1
+    return (json.dumps(SEED_TAG_PUSH)[:-1]
+            + f', "deep": {"[" * extra + "]" * extra}}}').encode()
+
+
 def seed_push(**push_data: Any) -> dict[str, Any]:
     payload = copy.deepcopy(SEED_TAG_PUSH)
     payload["push_data"].update(push_data)

@@ -241,8 +241,6 @@ async def test_example_target_answers_and_calls_back(start_relay: StartRelay,
     assert "acme-ci: run 1: called back failure (relay answered 200)" in out.decode()
 
 
-
-
 async def test_send_exits_5_in_one_line_when_the_chain_ignores_the_push(
         start_relay: StartRelay, start_target: StartTarget, tmp_path: Path) -> None:
     ci = await start_target()

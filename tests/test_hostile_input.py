@@ -17,6 +17,7 @@ from support import (
     Relay,
     exchange,
     minimal_config,
+    nested_push,
     raw_request,
 )
 
@@ -70,11 +71,8 @@ async def test_every_wrong_way_into_a_hook_gets_the_same_bytes(relay: Relay) -> 
 
 @pytest.mark.parametrize("depth", [65, 500, 5000])
 async def test_nesting_deeper_than_the_cap_is_400(relay: Relay, depth: int) -> None:
-    nested = "[" * depth + "]" * depth
-    body = json.dumps(SEED_TAG_PUSH)[:-1] + f', "deep": {nested}}}'
-
     status, answer = await relay.post(relay.hook_url().removeprefix(relay.url),
-                                      data=body.encode())
+                                      data=nested_push(depth + 1))
 
     assert status == 400
     assert answer["error"] == "the body is nested deeper than 64 levels"
@@ -82,12 +80,8 @@ async def test_nesting_deeper_than_the_cap_is_400(relay: Relay, depth: int) -> N
 
 
 async def test_nesting_at_the_cap_is_fine(relay: Relay) -> None:
-    # The push object itself is level 1, so 63 more levels make 64.
-    nested = "[" * 63 + "]" * 63
-    body = json.dumps(SEED_TAG_PUSH)[:-1] + f', "deep": {nested}}}'
-
     status, answer = await relay.post(relay.hook_url().removeprefix(relay.url),
-                                      data=body.encode())
+                                      data=nested_push(64))
 
     assert status == 202, answer
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from conftest import StartRelay, StartTarget
-from support import SEED_TAG_PUSH, Relay, Reply, Target, wait_until
+from support import SEED_TAG_PUSH, Relay, Reply, Target, nested_push, wait_until
 
 HOLD = 0.4
 """How long the targets below keep each POST open before they answer it."""
@@ -75,6 +75,18 @@ async def _counting_target(started: list[CountingTarget], default: Reply,
     return target
 
 
+async def _reporting_to(upstream: Target, start_relay: StartRelay,
+                        chains: list[dict[str, Any]], *, max_connections: int
+                        ) -> tuple[Relay, dict[str, Any]]:
+    """A relay that may report upstream to `upstream`, and a push whose callback_url is it."""
+    relay = await start_relay(chains=chains, delivery={"max_connections": max_connections},
+                              upstream={"allowed_hosts": ["127.0.0.1"]},
+                              outbound={"allow_networks": ["127.0.0.0/8"]})
+    payload = copy.deepcopy(SEED_TAG_PUSH)
+    payload["callback_url"] = upstream.url
+    return relay, payload
+
+
 async def _all_finished(relay: Relay, ids: list[str], timeout: float) -> list[dict[str, Any]]:
     return [await relay.wait_for(delivery_id, timeout=timeout) for delivery_id in ids]
 
@@ -105,11 +117,7 @@ async def test_reports_upstream_hold_at_most_a_quarter_of_max_connections(
     upstream = await _counting_target(counting, Reply(callback=None, delay=HOLD))
     ci = await start_target()
     chains = [{"name": f"c{n}", "targets": [{"name": "ci", "url": ci.url}]} for n in range(5)]
-    relay = await start_relay(chains=chains, delivery={"max_connections": 4},
-                              upstream={"allowed_hosts": ["127.0.0.1"]},
-                              outbound={"allow_networks": ["127.0.0.0/8"]})
-    payload = copy.deepcopy(SEED_TAG_PUSH)
-    payload["callback_url"] = upstream.url
+    relay, payload = await _reporting_to(upstream, start_relay, chains, max_connections=4)
 
     ids = [await relay.push(payload, chain=f"c{n}") for n in range(5)]
     done = await _all_finished(relay, ids, timeout=10)
@@ -144,11 +152,7 @@ async def test_steps_and_reports_upstream_share_max_connections(
     chains = [{"name": f"c{n}", "targets": [{"name": f"s{i}", "url": ci.url}
                                              for i in range(3)]}
               for n in range(12)]
-    relay = await start_relay(chains=chains, delivery={"max_connections": 2},
-                              upstream={"allowed_hosts": ["127.0.0.1"]},
-                              outbound={"allow_networks": ["127.0.0.0/8"]})
-    payload = copy.deepcopy(SEED_TAG_PUSH)
-    payload["callback_url"] = upstream.url
+    relay, payload = await _reporting_to(upstream, start_relay, chains, max_connections=2)
 
     ids = [await relay.push(payload, chain=f"c{n}") for n in range(12)]
     done = await _all_finished(relay, ids, timeout=30)
@@ -166,31 +170,23 @@ async def test_steps_and_reports_upstream_share_max_connections(
 # -- max_json_depth ----------------------------------------------------------------------
 
 
-def _push_nested(levels: int) -> bytes:
-    """The seed push with one more key whose value nests so that the whole body is
-    `levels` deep (the push object itself is level 1)."""
-    extra = levels - 1
-    nested = "[" * extra + "]" * extra
-    return (json.dumps(SEED_TAG_PUSH)[:-1] + f', "deep": {nested}}}').encode()
-
-
 async def test_a_configured_max_json_depth_refuses_deeper_bodies_with_400(
         start_relay: StartRelay, start_target: StartTarget) -> None:
     ci = await start_target()
     relay = await start_relay(ci, server={"max_json_depth": 8})
     hook = relay.hook_url().removeprefix(relay.url)
 
-    status, answer = await relay.post(hook, data=_push_nested(9))
+    status, answer = await relay.post(hook, data=nested_push(9))
     assert (status, answer) == (400, {"error": "the body is nested deeper than 8 levels",
                                       "details": []})
     # Far deeper: the same refusal, naming the configured cap (not orjson's own).
-    status, answer = await relay.post(hook, data=_push_nested(40))
+    status, answer = await relay.post(hook, data=nested_push(40))
     assert status == 400
     assert answer["error"] == "the body is nested deeper than 8 levels"
     assert (await relay.get("/history"))[1]["items"] == []
     assert ci.requests == []
 
-    status, answer = await relay.post(hook, data=_push_nested(8))
+    status, answer = await relay.post(hook, data=nested_push(8))
     assert status == 202, answer
     done = await relay.wait_for(answer["id"])
     assert done["state"] == "success"
