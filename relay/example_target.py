@@ -118,8 +118,8 @@ class ExampleTarget:
         self.runs[number]["state"] = "callback failed"
 
     async def show_run(self, request: web.Request) -> web.Response:
-        run = self.runs.get(int(request.match_info["number"])
-                            if request.match_info["number"].isdigit() else 0)
+        number = request.match_info["number"]
+        run = self.runs.get(int(number) if number.isascii() and number.isdigit() else 0)
         if run is None:
             return web.Response(status=404, text="no such run\n")
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["received"]))

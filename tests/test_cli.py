@@ -235,6 +235,9 @@ async def test_example_target_answers_and_calls_back(start_relay: StartRelay,
             text = await page.text()
         assert "image:      svendowideit/testhook:latest" in text
         assert "result:     failure" in text
+        for unknown in ("2", "%C2%B2"):  # no such run; a superscript two is no number
+            async with relay.http.get(f"http://127.0.0.1:{port}/runs/{unknown}") as page:
+                assert page.status == 404
     finally:
         target.terminate()
         out, _ = await target.communicate()
