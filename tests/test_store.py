@@ -165,6 +165,21 @@ async def test_two_stores_on_one_database_never_claim_the_same_send(store_url: s
         await second.close()
 
 
+async def test_processes_starting_together_on_a_new_schema_all_open(store_url: str) -> None:
+    if not store_url.startswith("postgresql"):
+        pytest.skip("one SQLite file serves one process")
+    # As when several relay processes start at once: the schema does not exist yet.
+    stores = await asyncio.gather(*(open_store(store_url) for _ in range(6)))
+    try:
+        settings = _settings()
+        delivery_id = await _accept(stores[0], settings)
+        claimed = await _dispatch(stores[-1], settings, "b#1", now=1000.0, limit=1)
+        assert [c.delivery_id for c in claimed] == [delivery_id]
+    finally:
+        for store in stores:
+            await store.close()
+
+
 async def test_a_second_process_on_a_sqlite_file_is_refused(store_url: str) -> None:
     if not store_url.startswith("sqlite"):
         pytest.skip("PostgreSQL is shared on purpose")

@@ -131,7 +131,11 @@ class PostgresStore(WakeUps):
             if schema:
                 conn = await asyncpg.connect(dsn)
                 try:
-                    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                    # IF NOT EXISTS alone races when several processes start together.
+                    async with conn.transaction():
+                        await conn.execute("SELECT pg_advisory_xact_lock($1)",
+                                           lock_key(f"schema {schema}"))
+                        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
                 finally:
                     await conn.close()
             pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size,
