@@ -150,6 +150,8 @@ def test_history_shows_urls_without_credentials() -> None:
         "https://ci.example.com/hook?token=[redacted]&x=1")
     assert without_credentials("http://u:p@[::1]:8080/hook") == "http://[::1]:8080/hook"
     assert without_credentials("http://host:9001/hook") == "http://host:9001/hook"
+    for as_written in ("HTTPS://host/hook", "https://host/hook?", "https://host/hook#"):
+        assert without_credentials(as_written) == as_written
 
 
 BEYOND_64_BITS = 2**64 + 1

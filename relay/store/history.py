@@ -174,13 +174,15 @@ def _shown_payload(payload: Any) -> Any:
 def without_credentials(url: str) -> str:
     """A URL as history may show it: user and password taken out, and the values of query
     parameters that carry credentials by their name (`?token=`, `api_key=`, `sig=`...)."""
-    parts = urlsplit(url)
+    parts = shown = urlsplit(url)
     if parts.username is not None or parts.password is not None:
-        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])  # [v6] kept as is
+        shown = shown._replace(netloc=parts.netloc.rpartition("@")[2])  # [v6] kept as is
     if parts.query:
-        parts = parts._replace(query="&".join(
+        shown = shown._replace(query="&".join(
             _shown_parameter(pair) for pair in parts.query.split("&")))
-    return urlunsplit(parts)
+    # A URL with nothing to hide stays as written (urlunsplit would lower-case its scheme,
+    # drop an empty ? or #).
+    return url if shown == parts else urlunsplit(shown)
 
 
 _SECRET_PARAMETER = re.compile(
