@@ -25,6 +25,7 @@ test: lint audit
 lint: $(STAMP)
 	$(BIN)/ruff check relay tests bench demo tools
 	$(BIN)/mypy
+	$(BIN)/python tools/imports.py
 
 # Known vulnerabilities in the installed dependencies; skips, saying so, when offline.
 audit: $(STAMP)
@@ -32,7 +33,7 @@ audit: $(STAMP)
 
 # The fuzzing tests with a large budget (make test runs them with a small one).
 fuzz: $(STAMP)
-	RELAY_FUZZ=1 $(BIN)/pytest -q --durations=5 tests/test_fuzz.py tests/test_openapi.py
+	RELAY_FUZZ=1 $(BIN)/pytest -q --durations=5 tests/e2e/test_fuzz.py tests/e2e/test_openapi.py
 
 # Each benchmark measures a bare aiohttp baseline in the same run and prints the ratio.
 bench: $(STAMP)

@@ -1,7 +1,7 @@
 """Load generation for the benchmarks: wrk when installed, else a small aiohttp client.
 
 Servers run pinned to CPU 0 and the load generator to CPU 1 (with taskset, when present), as
-in ../shared/PERFORMANCE.md, so that the two do not fight over one core.
+as bench/README.md describes, so that the two do not fight over one core.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 
 from loadgen import free_port, start_server
 
-from relay import seed
+from relay.cli import seed
 
 TOKEN = "bench-chain-token-0123456789"
 SEED: dict[str, Any] = seed.seed_push()

@@ -4,8 +4,12 @@ RelayError
 ├── ConfigError        relay.toml is unusable; names the key (and line)
 ├── HTTPError          answered to an HTTP client as DESIGN §4 JSON
 │                      (status, one-sentence message, details, extra headers)
+├── Refusal            the engine or the store will not do what was asked
+│   ├── NotFound       no such thing (the HTTP layer answers 404)
+│   ├── Conflict       it cannot be done in the state things are in (409)
+│   └── Invalid        what was asked for is not valid (422)
 ├── StoreError         the database failed; the driver's exception is the __cause__
-└── client.ClientError the CLI's request to a running relay failed (one line to show)
+└── cli.client.ClientError  the CLI's request to a running relay failed (one line to show)
 
 Delivery problems (refused connections, timeouts, bad statuses) are not exceptions:
 `delivery.post` turns them into an `Answer` value that the chain engine decides on.
@@ -54,6 +58,29 @@ class HTTPError(RelayError):
 
     def body(self) -> dict[str, object]:
         return {"error": self.message, "details": [d.as_json() for d in self.details]}
+
+
+class Refusal(RelayError):
+    """A request the engine or the store refuses: one sentence, and details for a 422.
+
+    Layers below HTTP raise these; the HTTP layer's middleware turns each into its status."""
+
+    def __init__(self, message: str, details: Sequence[Detail] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = tuple(details)
+
+
+class NotFound(Refusal):
+    """There is no such delivery, step, hook or trigger."""
+
+
+class Conflict(Refusal):
+    """It cannot be done now: the step was answered already, the chain is gone..."""
+
+
+class Invalid(Refusal):
+    """What was asked for breaks a rule; `details` say where."""
 
 
 class StoreError(RelayError):

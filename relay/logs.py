@@ -1,70 +1,22 @@
 """structlog set-up: JSON lines off a terminal, console lines on one, secrets redacted.
 
-Redaction happens here, once, for every event, relay's own and the standard library
-logging of aiohttp, asyncio and asyncpg alike: each configured secret is replaced wherever
-it appears, and so are the secret parts of relay's own URLs (chain tokens, callback tokens,
-trigger ids), which are not known in advance.
+Redaction (relay/redaction.py) happens here, once, for every event, relay's own and the
+standard library logging of aiohttp, asyncio and asyncpg alike: each configured secret is
+replaced wherever it appears, and so are the secret parts of relay's own URLs (chain tokens,
+callback tokens, trigger ids), which are not known in advance.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 import orjson
 import structlog
 
-REDACTED = "[redacted]"
-
-# The secret segment of relay's own URLs: /hooks/{chain}/{token}, /callbacks/{token},
-# .../triggers/{id}/call/, and bearer credentials.
-_URL_SECRETS = (
-    r"(?P<keep>/hooks/[^/\s\"']+/|/callbacks/|/triggers/)[^/\s\"'?#]+"
-    r"|(?P<bearer>[Bb]earer\s+)[^\s\"',]+"
-    r"|whsec_[A-Za-z0-9+/=]+"
-)
-
-
-class Redactor:
-    """A structlog processor that scrubs secrets out of every string in an event."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        known = sorted({s for s in secrets if s}, key=len, reverse=True)
-        # One pattern for all, so that a clean string costs one scan.
-        alternatives = [re.escape(s) for s in known] + [_URL_SECRETS]
-        self._pattern = re.compile("|".join(f"(?:{a})" for a in alternatives))
-
-    def scrub(self, text: str) -> str:
-        return self._pattern.sub(_keep_prefix, text)
-
-    def __call__(self, _logger: Any, _method: str,
-                 event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        for key, value in event.items():
-            if key not in _RELAYS_OWN:
-                event[key] = self._value(value)
-        return event
-
-    def _value(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self.scrub(value)
-        if isinstance(value, dict):
-            return {k: self._value(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self._value(v) for v in value]
-        return value
-
-
-# Values relay makes itself (ids, states, times): nothing to scrub. Not "event": a library's
-# log record carries its message there.
-_RELAYS_OWN = frozenset({"level", "timestamp", "delivery", "worker", "lease", "state",
-                         "outcome", "step", "attempt", "status", "duration_ms"})
-
-
-def _keep_prefix(match: re.Match[str]) -> str:
-    return (match.group("keep") or match.group("bearer") or "") + REDACTED
+from relay import redaction
 
 
 def _json_line(event: Any, **_: Any) -> str:
@@ -78,7 +30,7 @@ def configure(secrets: Iterable[str] = (), *, stream: TextIO | None = None,
     as_json = not stream.isatty() if json is None else json
     renderer: Any = (structlog.processors.JSONRenderer(serializer=_json_line) if as_json
                      else structlog.dev.ConsoleRenderer(colors=False))
-    redactor = Redactor(secrets)
+    redactor = redaction.Redactor(secrets)
     threshold = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[
@@ -99,7 +51,7 @@ def configure(secrets: Iterable[str] = (), *, stream: TextIO | None = None,
 _handler: logging.Handler | None = None
 
 
-def _route_standard_logging(stream: TextIO, redactor: Redactor, renderer: Any,
+def _route_standard_logging(stream: TextIO, redactor: redaction.Redactor, renderer: Any,
                             level: int) -> None:
     """Lines from libraries (aiohttp, asyncio, asyncpg) through the same redaction and format:
     an exception text can carry a URL with a token in it. Only warnings and worse: relay's

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
-from relay import models
+from relay import logs, models
 from relay.store import Store, gauges
-
-if TYPE_CHECKING:
-    from relay.store.deliveries import Applied
 
 PUSH_OUTCOMES = ("accepted", "ignored", "rejected")
 _ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -80,12 +76,14 @@ class Metrics:
         self.attempts.labels(chain, target, status_class).inc()
         self.attempt_seconds.labels(chain, target).observe(duration_ms / 1000)
 
-    def finished(self, applied: Applied, now: float) -> None:
-        """Observe a chain's duration when `applied` ended it."""
-        if applied.finished is None:
+    def chain_ended(self, delivery_id: str, chain: str, state: str | None) -> None:
+        """When a unit ended delivery `delivery_id` (`state` is not None): its log line and
+        its duration, once per delivery, by whoever ended it (the worker or a callback)."""
+        if state is None:
             return
-        took = max(0.0, now - models.delivery_time(applied.delivery_id))
-        self.chain_seconds.labels(applied.chain, str(applied.finished)).observe(took)
+        took = max(0.0, time.time() - models.delivery_time(delivery_id))
+        self.chain_seconds.labels(chain, str(state)).observe(took)
+        logs.get().info("chain.finished", delivery=delivery_id, chain=chain, state=state)
 
     async def render(self, store: Store, in_flight: int,
                      accept: str) -> tuple[bytes, str]:

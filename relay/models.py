@@ -1,4 +1,5 @@
-"""States and identifiers: the strings and ids that the store keeps."""
+"""What relay keeps: states and identifiers (the strings and ids in the store), a push ready
+to be stored, and a target's callback."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import os
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 
 class DeliveryState(StrEnum):
@@ -46,12 +49,68 @@ class SendKind(StrEnum):
     DOCKERSHIP = "dockership"
 
 
+HISTORY_PAGE_MAX = 500
+HISTORY_PAGE_DEFAULT = 50
+"""Deliveries on one page of the history: at most, and when no limit is asked for."""
+
 FINAL_DELIVERY_STATES = frozenset(
     {DeliveryState.SUCCESS, DeliveryState.FAILURE, DeliveryState.ERROR}
 )
 FINAL_STEP_STATES = frozenset(
     {StepState.SUCCESS, StepState.FAILURE, StepState.ERROR, StepState.SKIPPED}
 )
+
+
+@dataclass(frozen=True)
+class Push:
+    """A validated push, ready to be stored as a delivery."""
+
+    chain: str
+    payload: dict[str, Any]
+    text: str
+    """The payload as JSON text, exactly as it is stored and later sent on."""
+    source: str = "push"
+    redelivery_of: str | None = None
+
+    # Plain properties: functools.cached_property takes a lock on every access before 3.12,
+    # which costs more than these look-ups.
+    @property
+    def repository(self) -> str:
+        return str(_dig(self.payload, "repository", "repo_name") or "")
+
+    @property
+    def tag(self) -> str:
+        return str(_dig(self.payload, "push_data", "tag") or "")
+
+    @property
+    def pusher(self) -> str:
+        return str(_dig(self.payload, "push_data", "pusher") or "")
+
+    @property
+    def revision(self) -> str:
+        """What Dockership calls a revision: the tag, else the digest, else the first image."""
+        images = _dig(self.payload, "push_data", "images")
+        first_image = images[0] if isinstance(images, list) and images else ""
+        return str(self.tag or _dig(self.payload, "push_data", "digest") or first_image)
+
+
+def _dig(document: dict[str, Any], *keys: str) -> Any:
+    value: Any = document
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+@dataclass(frozen=True)
+class Callback:
+    """A target's verdict on its step, as POSTed to its callback URL (DESIGN §1)."""
+
+    state: CallbackState
+    description: str | None = None
+    context: str | None = None
+    target_url: str | None = None
 
 
 _last_id = 0

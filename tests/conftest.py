@@ -3,14 +3,23 @@ from __future__ import annotations
 import io
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import hypothesis
 import pytest
-from support import Relay, Reply, Target, free_socket, render_config
+from support import (
+    POSTGRES_URL,
+    Relay,
+    Reply,
+    StartRelay,
+    StartTarget,
+    Target,
+    free_socket,
+    render_config,
+)
 
 from relay import config, logs
 
@@ -32,8 +41,6 @@ def log_lines() -> io.StringIO:
     return buffer
 
 
-POSTGRES_URL = os.environ.get("RELAY_TEST_POSTGRES",
-                              "postgresql://postgres@127.0.0.1:5432/test")
 _postgres_reachable: bool | None = None
 
 
@@ -68,10 +75,6 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await conn.close()
-
-
-StartTarget = Callable[..., Awaitable[Target]]
-StartRelay = Callable[..., Awaitable[Relay]]
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Notifications of registries other than Docker Hub, turned into Docker Hub pushes (DESIGN §7).
 
 `recognise` tells from the content type and the body's shape who sent a notification; the
-sender's module turns the body into one `Push` per tag push (its payload in Docker Hub's shape,
+sender's module turns the body into one `TagPush` per tag push (its payload in Docker Hub's shape,
 so that a chain's targets see one shape whatever the registry) and one `Skip` per anything
 else (a pull, a blob, a manifest pushed by digest alone), with the reason. All of it is pure:
 no I/O, no clock; intake validates the body against `schema_of(sender)` first.
@@ -14,9 +14,9 @@ from enum import StrEnum
 from typing import Any
 
 from relay.registries import distribution, harbor
-from relay.registries.items import Invalid, Item, Push, Skip
+from relay.registries.items import Invalid, Item, Skip, TagPush
 
-__all__ = ["Invalid", "Item", "Push", "Sender", "Skip", "recognise", "schema_of", "translate"]
+__all__ = ["Invalid", "Item", "Sender", "Skip", "TagPush", "recognise", "schema_of", "translate"]
 
 DISTRIBUTION_MEDIA_TYPE_PREFIX = "application/vnd.docker.distribution.events."
 

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from relay.registries import hubshape
-from relay.registries.items import Invalid, Item, Push, Skip
+from relay.registries.items import Invalid, Item, Skip, TagPush
 
 
 def translate(envelope: dict[str, Any], media_types: Sequence[str],
@@ -45,7 +45,7 @@ def event_item(event: dict[str, Any], pointer: str, media_types: Sequence[str],
         pushed_at = hubshape.epoch_seconds(event["timestamp"])
     except ValueError:
         raise Invalid(f"{pointer}/timestamp", hubshape.TIME_MESSAGE) from None
-    return Push(pointer, own_id, f"distribution:{key}",
+    return TagPush(pointer, own_id, f"distribution:{key}",
                 _payload(event, target, tag, pushed_at))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from relay.registries import hubshape
-from relay.registries.items import Invalid, Item, Push, Skip
+from relay.registries.items import Invalid, Item, Skip, TagPush
 
 PUSH_TYPES = frozenset({"PUSH_ARTIFACT", "harbor.artifact.pushed"})
 
@@ -42,7 +42,7 @@ def translate(document: dict[str, Any], request_key: str | None) -> list[Item]:
                                                "tag, makes no delivery"))
             continue
         payload = _payload(document, data["repository"], resource, tag, pushed_at)
-        items.append(Push(pointer, own_id, f"harbor:{base}#{tag}", payload))
+        items.append(TagPush(pointer, own_id, f"harbor:{base}#{tag}", payload))
     return items or [Skip(where, own_id, "the event names no artifact")]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class Push:
+class TagPush:
     """One tag push, ready to be validated and stored like a Docker Hub push."""
 
     pointer: str
@@ -28,7 +28,7 @@ class Skip:
     reason: str
 
 
-Item = Push | Skip
+Item = TagPush | Skip
 
 
 class Invalid(ValueError):

@@ -2,7 +2,7 @@
 
 A unit is an `async def unit(tx) -> T` written once against `Tx` in PostgreSQL's dialect
 (`$1` placeholders, `FOR UPDATE SKIP LOCKED`); each backend runs it in one transaction. The
-SQL of relay lives in the units (`relay/store/deliveries.py` and friends), not in the
+SQL of relay lives in the units (`deliveries.py`, `sends.py` and friends), not in the
 backends, so SQLite and PostgreSQL behave alike by construction.
 """
 

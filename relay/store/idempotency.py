@@ -9,15 +9,15 @@ for the first to commit and then finds the conflict.
 
 from __future__ import annotations
 
-from relay import config
+from collections.abc import Mapping
+
 from relay.store.base import Tx
 
 
-async def claim(tx: Tx, chain: config.Chain, key: str, delivery_id: str,
-                now: float) -> str | None:
+async def claim(tx: Tx, chain: str, key: str, delivery_id: str, now: float,
+                window: float) -> str | None:
     """Record that `key` became `delivery_id`; or, when it was already accepted within the
-    window, the delivery it became then (and record nothing)."""
-    cutoff = now - chain.idempotency_window
+    `window` (seconds), the delivery it became then (and record nothing)."""
     # A key older than the window is the sender's new event that happens to reuse an id:
     # it takes the row over.
     taken = await tx.execute(
@@ -25,25 +25,23 @@ async def claim(tx: Tx, chain: config.Chain, key: str, delivery_id: str,
         " VALUES ($1, $2, $3, $4) ON CONFLICT (chain, event_key) DO UPDATE"
         " SET delivery_id = excluded.delivery_id, received_at = excluded.received_at"
         " WHERE event_keys.received_at < $5",
-        chain.name, key, delivery_id, now, cutoff)
+        chain, key, delivery_id, now, now - window)
     if taken:
         return None
     first: str = await tx.fetchval(
         "SELECT delivery_id FROM event_keys WHERE chain = $1 AND event_key = $2",
-        chain.name, key)
+        chain, key)
     return first
 
 
-async def prune(tx: Tx, settings: config.Settings, now: float) -> int:
-    """Forget keys past their chain's window (the longest window for chains no longer
-    configured): repeats come within seconds or minutes, keys need not live for ever."""
+async def prune(tx: Tx, windows: Mapping[str, float], longest: float, now: float) -> int:
+    """Forget keys past their chain's window (`windows`; `longest` for chains not in it):
+    repeats come within seconds or minutes, keys need not live for ever."""
     forgotten = 0
-    for chain in settings.chains:
+    for chain, window in windows.items():
         forgotten += await tx.execute(
             "DELETE FROM event_keys WHERE chain = $1 AND received_at < $2",
-            chain.name, now - chain.idempotency_window)
-    longest = max((c.idempotency_window for c in settings.chains),
-                   default=config.IDEMPOTENCY_WINDOW)
+            chain, now - window)
     forgotten += await tx.execute("DELETE FROM event_keys WHERE received_at < $1",
                                   now - longest)
     return forgotten

@@ -6,16 +6,10 @@ may run its chain again, until the trigger is deleted.
 
 from __future__ import annotations
 
-from relay import config, errors, models
-from relay.store import deliveries
+from relay import models
 from relay.store.base import Row, Tx
 
 REDEPLOY = "REDEPLOY"
-
-# The same answer for an unknown chain and an unknown id, so that neither can be probed.
-def no_such_trigger() -> errors.HTTPError:
-    # A new one each time: an exception raised again keeps every earlier traceback alive.
-    return errors.HTTPError(404, "no trigger at this URL")
 
 
 async def create(tx: Tx, chain: str, name: str, operation: str, now: float) -> Row:
@@ -41,18 +35,3 @@ async def delete(tx: Tx, chain: str, trigger_id: str) -> Row | None:
     """The trigger as it was, or None; its call URL stops working with this commit."""
     return await tx.fetchrow("DELETE FROM triggers WHERE id = $1 AND chain = $2 RETURNING *",
                              trigger_id, chain)
-
-
-async def call(tx: Tx, settings: config.Settings, chain: str, trigger_id: str,
-               now: float) -> tuple[Row, str]:
-    """Run a trigger: REDEPLOY stores a new delivery of the chain's last accepted payload.
-    Returns the trigger and the new delivery's id."""
-    trigger = await get(tx, chain, trigger_id)
-    if trigger is None:
-        raise no_such_trigger()
-    last = await tx.fetchrow("SELECT id, chain, payload FROM deliveries WHERE chain = $1"
-                             " ORDER BY id DESC LIMIT 1", chain)
-    if last is None:
-        raise errors.HTTPError(404, f"chain {chain!r} has no accepted payload to redeploy "
-                                    "yet; push to it first")
-    return trigger, await deliveries.again(tx, settings, last, "trigger", now)

@@ -1,0 +1,248 @@
+"""The client commands: relay history, show, redeliver, send, healthcheck (against a running
+relay, over its HTTP API).
+
+Where relay is: --url, else RELAY_URL, else the address that --config's [server] listens on,
+else http://127.0.0.1:8080. The admin token: RELAY_ADMIN_TOKEN, else --config's. A chain
+token (send): --token, else RELAY_CHAIN_TOKEN, else --config's chain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from relay import config, errors, models
+from relay.cli import display, seed
+from relay.cli.client import Client, ClientError
+from relay.models import HISTORY_PAGE_MAX, DeliveryState
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+FOLLOW_SECONDS = 0.5
+EXIT_BY_STATE = {"success": 0, "failure": 3, "error": 4}
+EXIT_IGNORED = 5
+
+
+def add_commands(commands: Any) -> None:
+    """Add the client commands to the `relay` parser's subcommands."""
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--url", help=f"relay's base URL (default: RELAY_URL, the address "
+                                     f"--config listens on, or {DEFAULT_URL})")
+    where.add_argument("--config", help="a relay.toml to take the address and tokens from")
+    where.add_argument("--json", action="store_true", help="print relay's JSON as it is")
+
+    listing = commands.add_parser("history", parents=[where],
+                                  help="list deliveries, newest first")
+    listing.add_argument("--chain")
+    listing.add_argument("--state", choices=[s.value for s in DeliveryState])
+    listing.add_argument("--repository", help="namespace/name")
+    listing.add_argument("--tag")
+    listing.add_argument("--limit", type=int, default=20,
+                         help=f"1-{HISTORY_PAGE_MAX} (default 20)")
+    listing.set_defaults(run=_runner(_history))
+
+    show = commands.add_parser("show", parents=[where], help="one delivery, step by step")
+    show.add_argument("id")
+    show.set_defaults(run=_runner(_show))
+
+    again = commands.add_parser("redeliver", parents=[where],
+                                help="send a delivery's payload through its chain again")
+    again.add_argument("id")
+    again.add_argument("--follow", action="store_true", help="follow it until it ends")
+    again.set_defaults(run=_runner(_redeliver))
+
+    send = commands.add_parser(
+        "send", parents=[where], help="push a payload (Docker Hub's example by default) "
+                                      "to a chain and follow it until it ends")
+    send.add_argument("--chain", required=True)
+    send.add_argument("file", nargs="?", help="JSON payload ('-' for stdin)")
+    send.add_argument("--token", help="the chain's token (default: RELAY_CHAIN_TOKEN, or "
+                                      "--config's chain)")
+    send.add_argument("--no-follow", action="store_true",
+                      help="print the delivery's id and return at once")
+    send.set_defaults(run=_runner(_send))
+
+    probe = commands.add_parser("healthcheck",
+                                help="exit 0 when relay answers /healthz (for HEALTHCHECK)")
+    probe.add_argument("--url")
+    probe.add_argument("--config")
+    probe.add_argument("--ready", action="store_true", help="ask /readyz: is the store up?")
+    probe.add_argument("--timeout", type=float, default=3.0)
+    probe.set_defaults(run=_healthcheck)
+
+
+@dataclass(frozen=True)
+class Where:
+    url: str
+    admin_token: str | None
+    settings: config.Settings | None
+
+    def client(self, need_admin: bool = True) -> Client:
+        if need_admin and not self.admin_token:
+            raise errors.ConfigError("no admin token: set RELAY_ADMIN_TOKEN to relay's "
+                                     "[server] admin_token (or give --config relay.toml)")
+        return Client(self.url, self.admin_token)
+
+
+def where(args: argparse.Namespace) -> Where:
+    settings = config.load(args.config) if args.config else None
+    url = args.url or os.environ.get("RELAY_URL") or (
+        local_url(settings) if settings else DEFAULT_URL)
+    admin = os.environ.get("RELAY_ADMIN_TOKEN") or (
+        settings.server.admin_token if settings else None)
+    return Where(url, admin, settings)
+
+
+def local_url(settings: config.Settings) -> str:
+    """Where the relay of `settings` is reached from its own machine."""
+    host = settings.server.host
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - a listening address, not a binding
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.server.port}"
+
+
+Command = Callable[[argparse.Namespace, Where, Console], Coroutine[Any, Any, int]]
+
+
+def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        # Piped output gets wide lines rather than rich's 80 columns.
+        width = None if sys.stdout.isatty() else 200
+        return asyncio.run(command(args, where(args), Console(highlight=False, width=width)))
+
+    return run
+
+
+def _print_json(document: Any) -> None:
+    print(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+async def _history(args: argparse.Namespace, at: Where, console: Console) -> int:
+    if not 1 <= args.limit <= HISTORY_PAGE_MAX:
+        raise errors.ConfigError(f"--limit must be from 1 to {HISTORY_PAGE_MAX}")
+    async with at.client() as client:
+        page = await client.history(chain=args.chain, state=args.state, tag=args.tag,
+                                    repository=args.repository, limit=args.limit)
+    if args.json:
+        _print_json(page)
+    elif not page["items"]:
+        console.print("no deliveries match")
+    else:
+        console.print(display.history(page["items"]))
+        if page.get("next_cursor"):
+            console.print(f"… older deliveries not shown (--limit {args.limit})", style="dim")
+    return 0
+
+
+async def _show(args: argparse.Namespace, at: Where, console: Console) -> int:
+    async with at.client() as client:
+        found = await client.delivery(args.id)
+    if args.json:
+        _print_json(found)
+    else:
+        for part in display.delivery(found):
+            console.print(part)
+    return 0
+
+
+async def _redeliver(args: argparse.Namespace, at: Where, console: Console) -> int:
+    async with at.client() as client:
+        answer = await client.redeliver(args.id)
+        if args.json and not args.follow:
+            _print_json(answer)
+            return 0
+        console.print(f"redelivered {display.clean(args.id)} as {display.clean(answer['id'])}")
+        if not args.follow:
+            return 0
+        return await follow(client, answer["id"], console)
+
+
+async def _send(args: argparse.Namespace, at: Where, console: Console) -> int:
+    token = args.token or os.environ.get("RELAY_CHAIN_TOKEN") or _chain_token(args, at)
+    body = _payload(args.file)
+    async with at.client(need_admin=not args.no_follow) as client:
+        answer = await client.push(args.chain, token, body)
+        if args.json and args.no_follow:
+            _print_json(answer)
+            return EXIT_IGNORED if "ignored" in answer else 0
+        if "ignored" in answer:
+            console.print(f"ignored: {display.clean(answer['ignored'])}")
+            return EXIT_IGNORED
+        console.print(f"delivery {display.clean(answer['id'])} accepted by chain "
+                      f"{display.clean(args.chain)}")
+        if args.no_follow:
+            console.print(display.clean(answer.get("status_url")))
+            return 0
+        return await follow(client, answer["id"], console)
+
+
+def _chain_token(args: argparse.Namespace, at: Where) -> str:
+    if at.settings is None:
+        raise errors.ConfigError(f"no token for chain {args.chain}: give --token, set "
+                                 "RELAY_CHAIN_TOKEN, or give --config relay.toml")
+    chain = at.settings.chain(args.chain)
+    if chain is None:
+        names = ", ".join(c.name for c in at.settings.chains) or "none"
+        raise errors.ConfigError(f"{args.config} has no chain {args.chain!r} (it has: "
+                                 f"{names})")
+    return chain.token
+
+
+def _payload(file: str | None) -> bytes:
+    if file is None:
+        return json.dumps(seed.seed_push()).encode()
+    if file == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(file).read_bytes()
+    except OSError as exc:
+        raise errors.ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+
+
+async def follow(client: Client, delivery_id: str, console: Console,
+                 interval: float = FOLLOW_SECONDS) -> int:
+    """Print each change of a delivery until it ends; the exit code for its final state."""
+    before: dict[str, Any] | None = None
+    while True:
+        found = await client.delivery(delivery_id)
+        final = found["state"] in models.FINAL_DELIVERY_STATES
+        if final:
+            # A callback may end a step before relay has recorded the answer to its POST.
+            await asyncio.sleep(interval)
+            found = await client.delivery(delivery_id)
+        for line in display.changes(before, found):
+            console.print(line)
+        if final:
+            return EXIT_BY_STATE[found["state"]]
+        before = found
+        await asyncio.sleep(interval)
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    url = where(args).url
+    probe = f"{url.rstrip('/')}/{'readyz' if args.ready else 'healthz'}"
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no *_proxy
+    try:
+        with direct.open(probe, timeout=args.timeout) as answer:
+            status = answer.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        raise ClientError(f"cannot reach relay at {url}: {getattr(exc, 'reason', exc)}"
+                          ) from None
+    if status != 200:
+        raise ClientError(f"{probe} answered {status}")
+    print("ok")
+    return 0

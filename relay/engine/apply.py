@@ -1,0 +1,201 @@
+"""The engine's units: an event on a send (an answer, a callback, an overdue callback) ->
+`chain.decide` -> the store operations that carry the decision out, in one transaction.
+
+Every unit here first locks the send's delivery (store/deliveries.lock), so that a callback
+and the answer to relay's own POST can never both move one step. A unit that starts the
+next step may lease it at once to the caller's worker (`handoff`), which then POSTs it
+without another transaction or wake-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import assert_never
+
+from relay import config, errors, models
+from relay.engine import chain, notices
+from relay.engine.chain import Decision
+from relay.models import DeliveryState, SendKind, StepState
+from relay.store import deliveries, sends
+from relay.store.base import Row, Tx
+from relay.store.sends import Claimed
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a unit did to a send, for the caller's log line and metrics."""
+
+    delivery_id: str
+    chain: str
+    idx: int
+    name: str
+    decision: Decision
+    finished: DeliveryState | None = None
+    handoff: tuple[Claimed, ...] = ()
+    """Sends this unit started and leased at once to the caller's worker (the next step of
+    the chain)."""
+
+
+async def record_attempt(tx: Tx, settings: config.Settings, claimed: Claimed,
+                         answer: chain.Answer, now: float, handoff: str | None = None
+                         ) -> Applied:
+    """Complete the attempt's record with its answer and move the send (and its chain) on."""
+    send, lost = await _held(tx, claimed)
+    await sends.record_answer(tx, claimed.id, claimed.attempt, answer.status,
+                              answer.duration_ms, answer.error)
+    if lost is not None:
+        return _applied(send, claimed.chain, chain.Ignore(lost))
+    if send["kind"] != SendKind.STEP:
+        await sends.set_status(tx, claimed.id, answer.status)
+        send["status"] = answer.status
+    return await _apply(tx, settings, send, claimed.chain, chain.Attempted(answer), now,
+                        handoff)
+
+
+async def expire(tx: Tx, settings: config.Settings, claimed: Claimed, now: float) -> Applied:
+    """A step's callback deadline passed: it is an error, which ends the chain."""
+    send, lost = await _held(tx, claimed)
+    if lost is not None:
+        return _applied(send, claimed.chain, chain.Ignore(lost))
+    return await _apply(tx, settings, send, claimed.chain, chain.CallbackOverdue(), now)
+
+
+async def release(tx: Tx, claimed: Claimed, now: float) -> None:
+    """Give back an unfinished send at shutdown so that the next start sends it at once."""
+    send, lost = await _held(tx, claimed)
+    if lost is not None:
+        return
+    if send["state"] == StepState.SENDING:
+        await sends.abandon_attempt(tx, claimed.id, claimed.attempt,
+                                    "no answer recorded: relay stopped before the target "
+                                    "answered")
+    await sends.release(tx, claimed.id, now)
+
+
+async def callback(tx: Tx, settings: config.Settings, token: str, verdict: models.Callback,
+                   now: float, handoff: str | None = None) -> Applied:
+    """A target's callback: NotFound for an unknown token, Conflict once its step was
+    answered."""
+    found = await sends.by_token(tx, token)
+    if found is None:
+        raise errors.NotFound("no step has this callback URL")
+    delivery = await deliveries.lock(tx, found["delivery_id"])
+    send = await sends.get(tx, found["id"])
+    # A stored callback settles its step in the same transaction: an open step has none.
+    if StepState(send["state"]) not in chain.OPEN:
+        raise errors.Conflict(f"step {send['idx']} ({send['name']}) was already answered: "
+                              f"it is {send['state']}")
+    await sends.record_callback(tx, send["id"], verdict, now)
+    send["cb_state"], send["cb_description"] = verdict.state, verdict.description
+    return await _apply(tx, settings, send, delivery["chain"],
+                        chain.CallbackArrived(verdict.state), now, handoff)
+
+
+async def _held(tx: Tx, claimed: Claimed) -> tuple[Row, str | None]:
+    """The claimed send as it is now, its delivery locked, and why it is no longer the
+    claimer's (None while it is): settled by a callback meanwhile, or taken over by another
+    worker after the lease ran out."""
+    await deliveries.lock(tx, claimed.delivery_id)
+    send = await sends.get(tx, claimed.id)
+    if send["lease"] == claimed.lease:
+        return send, None
+    if StepState(send["state"]) in models.FINAL_STEP_STATES:
+        return send, f"already {send['state']}"
+    return send, "taken over by another worker"
+
+
+async def _apply(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
+                 event: chain.Event, now: float, handoff: str | None = None) -> Applied:
+    policy, await_callback = _policy(settings, chain_name, send)
+    view = chain.StepView(state=StepState(send["state"]), attempts=send["attempts"],
+                          await_callback=await_callback, policy=policy)
+    decision = chain.decide(view, event, now)
+    finished: DeliveryState | None = None
+    started: list[Claimed] = []
+    match decision:
+        case chain.Retry(at=at, reason=reason):
+            await sends.retry_at(tx, send["id"], at, reason)
+            tx.wake()
+        case chain.Await(deadline=deadline):
+            await sends.await_callback(tx, send["id"], deadline)
+            tx.wake()
+        case chain.Settle(state=state, reason=reason):
+            finished, started = await _settle(tx, settings, send, chain_name, state, reason,
+                                              now, handoff)
+        case chain.Ignore():
+            pass
+        case _:
+            assert_never(decision)
+    return _applied(send, chain_name, decision, finished, started)
+
+
+async def _settle(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
+                  state: StepState, reason: str | None, now: float, handoff: str | None
+                  ) -> tuple[DeliveryState | None, list[Claimed]]:
+    await sends.settle(tx, send["id"], state, now, reason)
+    if send["kind"] != SendKind.STEP:
+        await notices.settled(tx, send, state, reason, now)
+        return None, []
+    count = await sends.step_count(tx, send["delivery_id"])
+    move = chain.follow(send["idx"], state, count)
+    match move:
+        case chain.Next(index=index):
+            return None, await _start_step(tx, settings, send["delivery_id"], index, now,
+                                           handoff)
+        case chain.Finish(state=outcome):
+            await _finish(tx, settings, send["delivery_id"], outcome,
+                          _summary(send, state, reason, count), now)
+            return outcome, []
+        case _:
+            assert_never(move)
+
+
+async def _start_step(tx: Tx, settings: config.Settings, delivery_id: str, index: int,
+                      now: float, handoff: str | None) -> list[Claimed]:
+    """Make a step due now; with a `handoff` lease, claim it for the caller at once."""
+    row = await sends.start_step(tx, delivery_id, index, now)
+    if handoff is None or row is None:
+        tx.wake()
+        return []
+    return await sends.take(tx, handoff, now + settings.lease_seconds, now, [row])
+
+
+async def _finish(tx: Tx, settings: config.Settings, delivery_id: str, state: DeliveryState,
+                  summary: str, now: float) -> None:
+    delivery = await deliveries.finish(tx, delivery_id, state, now, summary)
+    for index, notice in enumerate(await notices.plan(tx, settings, delivery)):
+        send = await sends.add_notice(
+            tx, delivery_id, index, kind=notice.kind, name=notice.name, url=notice.url,
+            body=notice.body, insecure=notice.insecure, refused=notice.refused,
+            ref=notice.ref, now=now)
+        if notice.refused:
+            await notices.settled(tx, send, StepState.SKIPPED, notice.refused, now)
+
+
+def _summary(send: Row, state: StepState, reason: str | None, count: int) -> str:
+    if state is StepState.SUCCESS:
+        return f"all {count} steps succeeded"
+    where = f"step {send['idx'] + 1} of {count} ({send['name']})"
+    if send.get("cb_state") is not None:
+        detail = send.get("cb_description") or "no description"
+        return f"{where} answered {send['cb_state']}: {detail}"
+    return f"{where} failed: {reason or state}"
+
+
+def _policy(settings: config.Settings, chain_name: str,
+            send: Row) -> tuple[config.SendPolicy, bool]:
+    if send["kind"] == SendKind.STEP:
+        configured = settings.chain(chain_name)
+        target = configured.target(send["name"]) if configured else None
+        if target is not None:
+            return target.policy, target.await_callback
+    return settings.delivery.policy, False
+
+
+def _applied(send: Row, chain_name: str, decision: chain.Decision,
+             finished: DeliveryState | None = None,
+             handoff: Sequence[Claimed] = ()) -> Applied:
+    return Applied(delivery_id=send["delivery_id"], chain=chain_name,
+                   idx=send["idx"], name=send["name"],
+                   decision=decision, finished=finished, handoff=tuple(handoff))

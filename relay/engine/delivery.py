@@ -1,0 +1,72 @@
+"""Outbound POSTs: the only code that calls targets. Every failure becomes an Answer value."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import aiohttp
+
+from relay.engine import outbound, retry, signing
+from relay.engine.chain import Answer
+
+USER_AGENT = "relay-webhooks/1"
+_DRAIN_LIMIT = 64 * 1024
+
+
+def step_body(payload: str, callback_url: str) -> bytes:
+    """The stored payload with `callback_url` pointing at this step's own callback URL."""
+    document = json.loads(payload)
+    document.pop("callback_url", None)
+    return json.dumps({"callback_url": callback_url, **document},
+                      ensure_ascii=False).encode()
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: bytes, *, message_id: str,
+               secrets: tuple[str, ...] = (), timeout: float, insecure: bool = False,
+               now: float | None = None) -> Answer:
+    """POST `body` once, signed per Standard Webhooks, and say what came of it."""
+    timestamp = int(time.time() if now is None else now)
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+               **signing.headers(secrets, message_id, timestamp, body)}
+    started = time.perf_counter()
+    try:
+        async with session.post(url, data=body, headers=headers, allow_redirects=False,
+                                timeout=aiohttp.ClientTimeout(total=timeout),
+                                ssl=not insecure) as response:
+            # Read (a bounded part of) the answer so that the connection can be reused.
+            await response.content.read(_DRAIN_LIMIT)
+            error = None
+            if 300 <= response.status < 400:
+                error = (f"target answered HTTP {response.status}; redirects are not "
+                         "followed")
+            return Answer(response.status, error, _since(started),
+                          retry.parse_retry_after(response.headers.get("Retry-After")))
+    except TimeoutError:
+        return Answer(None, f"no answer within {timeout:g} s", _since(started))
+    except aiohttp.InvalidURL:
+        # Its text is the URL, which may carry credentials.
+        return Answer(None, "the URL is not valid", _since(started), permanent=True)
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, outbound.Refused):
+            return Answer(None, f"refused: {exc.os_error}; relay calls only public addresses "
+                                "for URLs from outside ([outbound] allow_networks)",
+                          _since(started), permanent=True)
+        reason = _connect_failure(exc.os_error)
+        return Answer(None, f"cannot connect to {exc.host}:{exc.port}: {reason}",
+                      _since(started))
+    except aiohttp.ClientError as exc:
+        return Answer(None, f"{type(exc).__name__}: {exc}".strip(": "), _since(started))
+    except (OSError, ValueError) as exc:
+        return Answer(None, f"{type(exc).__name__}: {exc}", _since(started))
+
+
+def _connect_failure(error: OSError) -> str:
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    return error.strerror or str(error) or type(error).__name__
+
+
+def _since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+

@@ -1,0 +1,277 @@
+"""The delivery loop: claim due sends -> POST -> record and decide, in one transaction each.
+
+Any number of workers may share a store (one per relay process). A worker holds nothing
+that the store does not also know: a send waiting to be retried, or a step waiting for its
+callback, is a row with a due time, not a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Sequence
+
+import aiohttp
+
+from relay import config, errors, logs, metrics
+from relay.engine import apply, chain, delivery, outbound
+from relay.models import SendKind, StepState
+from relay.store import Store, deliveries, idempotency, sends
+from relay.store.base import Tx
+
+POLL_SECONDS = 5.0
+"""The longest a worker sleeps without looking at the store (a safety net: writes wake it)."""
+NOTICE_SHARE = 0.25
+"""End-of-chain notices (upstream reports, hooks) use at most this share of the POSTs in
+flight, so that a slow or unreachable hook host never holds up chain steps."""
+
+PRUNE_SECONDS = 600.0
+"""How often a worker forgets idempotency keys past their window."""
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+
+
+class Worker:
+    def __init__(self, settings: config.Settings, store: Store,
+                 session: aiohttp.ClientSession, *,
+                 outside_session: aiohttp.ClientSession | None = None,
+                 clock: Callable[[], float] = time.time,
+                 observe: metrics.Metrics | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.session = session
+        self.outside_session = outside_session or session
+        """For sends to URLs from outside (outbound.OUTSIDE_URL_KINDS)."""
+        self.clock = clock
+        self.metrics = observe or metrics.Metrics(c.name for c in settings.chains)
+        self.id = worker_id()
+        self.capacity = settings.delivery.max_connections
+        self.notice_capacity = max(1, int(self.capacity * NOTICE_SHARE))
+        self._posting = asyncio.Semaphore(self.capacity)
+        """The hard cap on POSTs in flight: a step handed off by a callback (or by the
+        dispatch running meanwhile) may be claimed while `capacity` sends are out."""
+        self._claims: dict[asyncio.Task[None], sends.Claimed] = {}
+        self._leases = itertools.count(1)
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._next_prune = 0.0
+        self.taken = 0
+        """Sends this worker has taken on since it was made."""
+
+    async def start(self, *, sole_process: bool) -> None:
+        if sole_process:
+            # Nobody else shares this store: every lease in it was left by a relay that died.
+            await self.store.write(lambda tx: sends.recover(tx, self.clock()))
+        await self.store.write(
+            lambda tx: admit_unconfigured(tx, self.settings, self.clock()), alone=True)
+        self._loop_task = asyncio.create_task(self._run(), name="relay-worker")
+        logs.get().info("worker.started", worker=self.id, capacity=self.capacity)
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; let sends in flight finish within `grace`; give the rest back."""
+        self._stopping = True
+        self.store.wake_local()
+        if self._loop_task is not None:
+            await self._loop_task
+        if not self._claims:
+            return
+        _, unfinished = await asyncio.wait(list(self._claims), timeout=grace)
+        left = [self._claims[task] for task in unfinished]
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        for claimed in left:
+            try:
+                await self.store.write(functools.partial(
+                    apply.release, claimed=claimed, now=self.clock()))
+            except errors.StoreError as exc:
+                logs.get().warning("worker.release_failed", delivery=claimed.delivery_id,
+                                   error=str(exc))
+        logs.get().info("worker.stopped", released=len(left))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._claims)
+
+    def handoff_lease(self) -> str | None:
+        """A lease under which a unit may start the next step for this worker directly, or
+        None when the worker is full or stopping (the step then waits for a dispatch)."""
+        if self._stopping or len(self._claims) >= self.capacity:
+            return None
+        return f"{self.id}#{next(self._leases)}"
+
+    def take(self, claimed: Sequence[sends.Claimed]) -> None:
+        """Send what a unit claimed for this worker."""
+        self.taken += len(claimed)
+        for item in claimed:
+            task = asyncio.create_task(self._handle(item))
+            self._claims[task] = item
+            task.add_done_callback(self._done)
+
+    async def run_once(self) -> int:
+        """Burst mode, for tests that step the engine: finish the sends in flight, then send
+        everything due now (by `clock`) and what that hands on, until nothing is due; how many
+        sends were handled. Only for a worker that was not started."""
+        assert self._loop_task is None, "run_once() is for a worker that was not started"
+        before = self.taken - len(self._claims)
+        while True:
+            while self._claims:
+                await asyncio.gather(*list(self._claims))
+            claimed, _ = await self.store.write(functools.partial(
+                dispatch, settings=self.settings, lease=f"{self.id}#{next(self._leases)}",
+                now=self.clock(), steps=self.capacity, notice_limit=self.notice_capacity),
+                alone=True)
+            if not claimed:
+                return self.taken - before
+            self.take(claimed)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            notices = sum(c.kind is not SendKind.STEP for c in self._claims.values())
+            free = self.capacity - len(self._claims)
+            free_notices = min(free, self.notice_capacity - notices)
+            lease = f"{self.id}#{next(self._leases)}"
+            now = self.clock()
+            try:
+                claimed, next_due = await self.store.write(functools.partial(
+                    dispatch, settings=self.settings, lease=lease, now=now,
+                    steps=free, notice_limit=free_notices), alone=True)
+            except errors.StoreError as exc:
+                logs.get().error("worker.store_failed", error=str(exc))
+                await self.store.wait_for_work(1.0)
+                continue
+            self.take(claimed)  # before the pruning: these are leased and their attempt begun
+            if now >= self._next_prune:
+                await self._prune(now)
+            if claimed and len(claimed) >= free:
+                continue
+            if free <= 0 or next_due is None:
+                wait = POLL_SECONDS
+            else:
+                wait = min(max(next_due - self.clock(), 0.0), POLL_SECONDS)
+            logs.get().debug("worker.dispatched", lease=lease, free=free, claimed=len(claimed),
+                             next_due=next_due and round(next_due - now, 3), wait=round(wait, 3))
+            if wait > 0:
+                await self.store.wait_for_work(wait)
+
+    async def _prune(self, now: float) -> None:
+        self._next_prune = now + PRUNE_SECONDS
+        try:
+            forgotten = await self.store.write(functools.partial(
+                prune_keys, settings=self.settings, now=now))
+        except errors.StoreError as exc:
+            logs.get().warning("worker.prune_failed", error=str(exc))
+            return
+        if forgotten:
+            logs.get().debug("idempotency.pruned", keys=forgotten)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._claims.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            logs.get().error("worker.task_failed", error=repr(task.exception()))
+        self.store.wake_local()
+
+    async def _handle(self, claimed: sends.Claimed) -> None:
+        try:
+            if claimed.state is StepState.AWAITING_CALLBACK:
+                applied = await self.store.write(
+                    lambda tx: apply.expire(tx, self.settings, claimed, self.clock()))
+                self.metrics.chain_ended(applied.delivery_id, applied.chain, applied.finished)
+                return
+            async with self._posting:
+                at = self.clock()
+                answer = await self._send(claimed, at)
+            handoff = self.handoff_lease()
+            applied = await self.store.write(lambda tx: apply.record_attempt(
+                tx, self.settings, claimed, answer, self.clock(), handoff))
+            self.take(applied.handoff)
+        except errors.StoreError as exc:
+            # The lease runs out and the send becomes due again: nothing is lost.
+            logs.get().error("worker.store_failed", delivery=claimed.delivery_id,
+                             error=str(exc))
+            return
+        logs.get().info(
+            "attempt" if claimed.kind is SendKind.STEP else f"notice.{claimed.kind}",
+            delivery=claimed.delivery_id, chain=claimed.chain, step=claimed.idx,
+            target=claimed.name, attempt=claimed.attempt, status=answer.status,
+            duration_ms=round(answer.duration_ms, 1), error=answer.error,
+            outcome=_outcome(applied.decision))
+        self.metrics.attempted(claimed.chain, claimed.name, answer.status, answer.duration_ms)
+        self.metrics.chain_ended(applied.delivery_id, applied.chain, applied.finished)
+
+    async def _send(self, claimed: sends.Claimed, at: float) -> chain.Answer:
+        if claimed.kind is SendKind.STEP:
+            target = self._target(claimed)
+            if target is None:
+                return chain.Answer(None, f"target {claimed.name} is no longer in chain "
+                                          f"{claimed.chain}", 0.0, permanent=True)
+            assert claimed.payload is not None
+            assert claimed.token is not None
+            callback_url = f"{self.settings.server.public_url}/callbacks/{claimed.token}"
+            body = delivery.step_body(claimed.payload, callback_url)
+            secrets_, timeout = target.secrets, target.policy.timeout
+        else:
+            assert claimed.body is not None  # a notice's body is made when it is planned
+            body = claimed.body.encode()
+            secrets_, timeout = (), self.settings.delivery.policy.timeout
+        session = (self.outside_session if claimed.kind in outbound.OUTSIDE_URL_KINDS
+                   else self.session)
+        return await delivery.post(session, claimed.url, body,
+                                   message_id=claimed.message_id, secrets=secrets_,
+                                   timeout=timeout, insecure=claimed.insecure, now=at)
+
+    def _target(self, claimed: sends.Claimed) -> config.Target | None:
+        configured = self.settings.chain(claimed.chain)
+        return configured.target(claimed.name) if configured else None
+
+
+def _outcome(decision: chain.Decision) -> str:
+    match decision:
+        case chain.Retry():
+            return "retry"
+        case chain.Await():
+            return "awaiting_callback"
+        case chain.Settle(state=state):
+            return str(state)
+        case chain.Ignore(reason=reason):
+            return reason
+
+
+async def dispatch(tx: Tx, settings: config.Settings, lease: str, now: float,
+                   steps: int, notice_limit: int = 0) -> tuple[list[sends.Claimed], float | None]:
+    """One pass of a worker: admit waiting deliveries, claim up to `steps` due chain steps
+    and `notice_limit` due notices, and say when to look next."""
+    await deliveries.admit(tx, settings.concurrency, now)
+    lease_until = now + settings.lease_seconds
+    claimed = []
+    if steps > 0:
+        claimed += await sends.claim(tx, lease, lease_until, now, steps)
+    if notice_limit > 0:
+        claimed += await sends.claim(tx, lease, lease_until, now, notice_limit,
+                                     of_notices=True)
+    # With no room for notices, only the steps' times matter (a freed slot wakes the worker).
+    due = [t for t in (await sends.next_due(tx, steps_only=notice_limit <= 0),
+                       await deliveries.next_hold(tx, now)) if t is not None]
+    return claimed, min(due) if due else None
+
+
+async def admit_unconfigured(tx: Tx, settings: config.Settings, now: float) -> None:
+    """Deliveries left waiting by chains no longer in the config: run them to their end,
+    one at a time."""
+    for name in sorted(await deliveries.chains_pending(tx) - set(settings.concurrency)):
+        await deliveries.admit(tx, {name: 1}, now)
+
+
+async def prune_keys(tx: Tx, settings: config.Settings, now: float) -> int:
+    """Forget idempotency keys past their chain's window (the longest window for chains no
+    longer configured)."""
+    windows = settings.idempotency_windows
+    return await idempotency.prune(tx, windows, max(windows.values(),
+                                                    default=config.IDEMPOTENCY_WINDOW), now)

@@ -1,0 +1,1 @@
+"""The HTTP interface: intake, callbacks, history, the seed systems, the web UI."""

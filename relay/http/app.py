@@ -1,0 +1,163 @@
+"""make_app(settings): the aiohttp application with its store, client session and worker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from relay import config, errors, metrics
+from relay.engine import outbound
+from relay.engine.worker import Worker
+from relay.http import (
+    answers,
+    callbacks,
+    dockercloud,
+    dockership,
+    history,
+    intake,
+    kudu,
+    middleware,
+    openapi,
+    ratelimit,
+)
+from relay.http.appkeys import (
+    LIMITS,
+    METRICS,
+    OUTSIDE_SESSION,
+    SESSION,
+    SETTINGS,
+    STORE,
+    WORKER,
+)
+from relay.http.ui import handlers as ui
+from relay.store import open_store
+
+READY_TIMEOUT = 5.0
+"""Seconds /readyz waits for the store before it answers 503."""
+
+
+def make_app(settings: config.Settings) -> web.Application:
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[middleware.error_middleware()],
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = metrics.Metrics(chain.name for chain in settings.chains)
+    app[LIMITS] = ratelimit.Limits(settings.chains)
+    app.cleanup_ctx.append(_store)
+    app.cleanup_ctx.append(_session)
+    app.cleanup_ctx.append(_worker)
+    app.on_shutdown.append(_stop_worker)
+    app.router.add_post("/hooks/{chain}/{token}", intake.hook_with_token)
+    app.router.add_post("/hooks/{chain}", intake.hook_with_header)
+    app.router.add_post("/callbacks/{token}", callbacks.receive)
+    app.router.add_get("/history", history.listing)
+    app.router.add_get("/history/{id}", history.show)
+    app.router.add_post("/history/{id}/redeliver", history.redeliver)
+    # The other seed systems (DESIGN §6): Kudu web hooks, Dockership's endpoints, and
+    # Docker Cloud service triggers (with and without the trailing slash Docker Cloud uses).
+    app.router.add_post("/api/hooks", kudu.subscribe)
+    app.router.add_get("/api/hooks", kudu.listing)
+    app.router.add_get("/api/hooks/{id}", kudu.show)
+    app.router.add_delete("/api/hooks/{id}", kudu.unsubscribe)
+    app.router.add_get("/rest/projects", dockership.projects)
+    app.router.add_get("/rest/status", dockership.statuses)
+    app.router.add_get("/rest/status/{chain}", dockership.status)
+    for end in ("/", ""):
+        base = "/api/chains/{chain}/triggers"
+        app.router.add_get(base + end, dockercloud.listing)
+        app.router.add_post(base + end, dockercloud.create)
+        app.router.add_get(base + "/{id}" + end, dockercloud.show)
+        app.router.add_delete(base + "/{id}" + end, dockercloud.delete)
+        app.router.add_post(base + "/{id}/call" + end, dockercloud.call)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    # Operator experience (issue 8): the web UI at /ui and Prometheus metrics.
+    app.router.add_get("/ui", ui.page)
+    app.router.add_get("/ui/deliveries/{id}", ui.page)
+    app.router.add_get("/ui/static/{name}", ui.static)
+    app.router.add_post("/ui/login", ui.login)
+    app.router.add_post("/ui/logout", ui.logout)
+    app.router.add_get("/ui/api/session", ui.whoami)
+    app.router.add_get("/ui/api/history", ui.listing)
+    app.router.add_get("/ui/api/history/{id}", ui.show)
+    app.router.add_post("/ui/api/history/{id}/redeliver", ui.redeliver)
+    app.router.add_get("/metrics", scrape)
+    # The OpenAPI document (issue 4). Every route above must have its entry in
+    # relay/http/openapi.py OPERATIONS; tests/e2e/test_openapi.py fails for any that has none.
+    app.router.add_get("/openapi.json", openapi_document(settings))
+    return app
+
+
+def openapi_document(settings: config.Settings) -> middleware.Handler:
+    body = answers.dumps(openapi.document(settings))
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    return serve
+
+
+def server_options(settings: config.Settings) -> dict[str, Any]:
+    """How aiohttp's server must run relay's app (web.run_app and web.AppRunner take them)."""
+    # aiohttp's keep-alive timer starts when a connection opens and after each answer, and
+    # closes the connection if no whole request head has arrived by then: the defence
+    # against clients that dribble their headers (slowloris) and against idle connections.
+    # On a stop, a request still in progress gets the grace period, not aiohttp's 60 s.
+    return {"keepalive_timeout": settings.server.header_timeout,
+            "shutdown_timeout": settings.server.shutdown_grace}
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return answers.respond({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await asyncio.wait_for(request.app[STORE].ping(), READY_TIMEOUT)
+    except TimeoutError:
+        raise errors.StoreError(f"the store did not answer within {READY_TIMEOUT:g} s"
+                                ) from None
+    return answers.respond({"status": "ready"})
+
+
+async def scrape(request: web.Request) -> web.Response:
+    """GET /metrics: open like /healthz (no secrets in it; see README "Metrics")."""
+    body, content_type = await request.app[METRICS].render(
+        request.app[STORE], request.app[WORKER].in_flight, request.headers.get("Accept", ""))
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    store = await open_store(app[SETTINGS].store.url)
+    app[STORE] = store
+    yield
+    await store.close()
+
+
+async def _session(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    limit = settings.delivery.max_connections
+    guarded = outbound.connector(outbound.AddressPolicy(settings.outbound.allow_networks), limit)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)) as session, \
+            aiohttp.ClientSession(connector=guarded) as outside_session:
+        app[SESSION] = session
+        app[OUTSIDE_SESSION] = outside_session
+        yield
+
+
+async def _worker(app: web.Application) -> AsyncIterator[None]:
+    worker = Worker(app[SETTINGS], app[STORE], app[SESSION],
+                    outside_session=app[OUTSIDE_SESSION], observe=app[METRICS])
+    app[WORKER] = worker
+    await worker.start(sole_process=app[STORE].dialect == "sqlite")
+    yield
+    await worker.stop(grace=0)
+
+
+async def _stop_worker(app: web.Application) -> None:
+    await app[WORKER].stop(grace=app[SETTINGS].server.shutdown_grace)

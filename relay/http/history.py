@@ -1,0 +1,102 @@
+"""GET /history, GET /history/{id}, POST /history/{id}/redeliver (admin token).
+
+Each handler checks the admin token, then answers with an `answer_*` function that the web
+UI (relay/http/ui) reuses behind its own session check.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+
+from aiohttp import web
+
+from relay import errors, logs, redaction
+from relay.engine import redelivery
+from relay.http import answers, auth, intake
+from relay.http.appkeys import SETTINGS, STORE
+from relay.models import HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, DeliveryState
+from relay.store import views
+
+_ID = re.compile(r"^[0-9a-v]{26}$")
+
+
+async def listing(request: web.Request) -> web.Response:
+    auth.require_admin(request)
+    return await answer_listing(request)
+
+
+async def show(request: web.Request) -> web.Response:
+    auth.require_admin(request)
+    return await answer_show(request)
+
+
+async def redeliver(request: web.Request) -> web.Response:
+    auth.require_admin(request)
+    return await answer_redeliver(request)
+
+
+async def answer_listing(request: web.Request) -> web.Response:
+    query = parse_query(request)
+    items, last = await request.app[STORE].read(lambda tx: views.page(tx, query))
+    return answers.respond({"items": items, "next_cursor": encode_cursor(last)})
+
+
+async def answer_show(request: web.Request) -> web.Response:
+    delivery_id = request.match_info["id"]
+    found = await request.app[STORE].read(lambda tx: views.delivery(tx, delivery_id))
+    if found is None:
+        raise errors.HTTPError(404, f"no delivery has id {delivery_id!r}")
+    return answers.respond(redaction.shown_delivery(found))
+
+
+async def answer_redeliver(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    original = request.match_info["id"]
+    delivery_id = await request.app[STORE].write(
+        lambda tx: redelivery.redeliver(tx, settings, original, time.time()))
+    logs.get().info("push.redelivered", delivery=delivery_id, original=original)
+    return intake.accepted(settings, delivery_id)
+
+
+def parse_query(request: web.Request) -> views.Query:
+    params = request.query
+    problems: list[errors.Detail] = []
+    limit = HISTORY_PAGE_DEFAULT
+    if "limit" in params:
+        text = params["limit"]
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= HISTORY_PAGE_MAX:
+            problems.append(errors.Detail("limit",
+                                          f"must be an integer from 1 to {HISTORY_PAGE_MAX}"))
+        else:
+            limit = int(text)
+    state = params.get("state") or None
+    if state is not None and state not in set(DeliveryState):
+        problems.append(errors.Detail("state", "must be one of " +
+                                      ", ".join(s.value for s in DeliveryState)))
+    before = None
+    if params.get("cursor"):
+        before = decode_cursor(params["cursor"])
+        if before is None:
+            problems.append(errors.Detail("cursor", "is not a cursor this relay gave out"))
+    if problems:
+        raise errors.HTTPError(400, "the query parameters are not valid", problems)
+    return views.Query(chain=params.get("chain") or None, state=state,
+                       repository=params.get("repository") or None,
+                       tag=params.get("tag") or None, before=before, limit=limit)
+
+
+def encode_cursor(delivery_id: str | None) -> str | None:
+    if delivery_id is None:
+        return None
+    return base64.urlsafe_b64encode(delivery_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str | None:
+    try:
+        decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    return decoded if _ID.match(decoded) else None

@@ -1,0 +1,212 @@
+"""Units of SQL on sends and their attempts: the only statements that change them.
+
+A send is one outbound POST with its own retries: a chain step, or a notice sent when the
+chain ends (the upstream report, Kudu and Dockership hooks). `sends.due_at` is the next time
+anyone must look at a send (send it, retry it, give up waiting for its callback); a claim
+moves it to the end of the claimer's lease, so work of a process that died becomes due again
+by itself. What to do with a send is decided by the engine (relay/engine/apply.py), which
+locks the delivery row first (deliveries.lock) and then calls the operations here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from relay import errors, models
+from relay.models import SendKind, StepState
+from relay.store.base import Row, Tx, placeholders
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A send this process holds the lease of, with what it needs to act on it."""
+
+    id: int
+    delivery_id: str
+    chain: str
+    kind: SendKind
+    idx: int
+    name: str
+    url: str
+    state: StepState
+    message_id: str
+    token: str | None
+    body: str | None
+    payload: str | None
+    insecure: bool
+    attempt: int
+    lease: str
+
+
+def worker_of(lease: str) -> str:
+    """The process a lease `worker#n` belongs to."""
+    return lease.rsplit("#", 1)[0]
+
+
+async def claim(tx: Tx, lease: str, lease_until: float, now: float, limit: int,
+                of_notices: bool = False) -> list[Claimed]:
+    """Take up to `limit` due chain steps (or notices) under `lease` until `lease_until`."""
+    kind = "kind <> 'step'" if of_notices else "kind = 'step'"
+    due = await tx.fetch(
+        f"SELECT id, state, lease, attempts FROM sends WHERE due_at <= $1 AND {kind}"
+        " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit)
+    return await take(tx, lease, lease_until, now, due)
+
+
+async def take(tx: Tx, lease: str, lease_until: float, now: float,
+               due: list[Row]) -> list[Claimed]:
+    """Lease the sends of `due` (rows with id, state, lease, attempts).
+
+    Each send to be POSTed gets its attempt recorded now, before it goes out, so that the
+    history shows every send, even one whose process dies before the answer comes.
+    """
+    if not due:
+        return []
+    worker = worker_of(lease)
+    for row in due:
+        if row["state"] != StepState.SENDING:
+            continue
+        if row["lease"] is not None:
+            await abandon_attempt(
+                tx, row["id"], row["attempts"],
+                f"no answer recorded: {worker_of(row['lease'])} stopped during this attempt"
+                " (its lease ran out)")
+        tx.append("INSERT INTO attempts (send_id, n, at, worker) VALUES ($1, $2, $3, $4)",
+                  (row["id"], row["attempts"] + 1, now, worker))
+    ids = [row["id"] for row in due]
+    rows = await tx.fetch(
+        f"UPDATE sends SET lease = $1, due_at = $2, attempts = CASE WHEN state = 'sending'"
+        f" THEN attempts + 1 ELSE attempts END WHERE id IN ({placeholders(3, len(ids))})"
+        " RETURNING id, delivery_id, kind, idx, name, url, state, message_id, token, body,"
+        " insecure, attempts",
+        lease, lease_until, *ids)
+    delivery_ids = sorted({row["delivery_id"] for row in rows})
+    deliveries = {
+        d["id"]: d for d in await tx.fetch(
+            f"SELECT id, chain, payload FROM deliveries"
+            f" WHERE id IN ({placeholders(1, len(delivery_ids))})", *delivery_ids)}
+    return [
+        Claimed(id=row["id"], delivery_id=row["delivery_id"],
+                chain=deliveries[row["delivery_id"]]["chain"], kind=SendKind(row["kind"]),
+                idx=row["idx"], name=row["name"], url=row["url"],
+                state=StepState(row["state"]), message_id=row["message_id"],
+                token=row["token"], body=row["body"],
+                payload=deliveries[row["delivery_id"]]["payload"]
+                if row["kind"] == SendKind.STEP else None,
+                insecure=bool(row["insecure"]), attempt=row["attempts"], lease=lease)
+        for row in sorted(rows, key=lambda r: r["id"])]
+
+
+async def next_due(tx: Tx, steps_only: bool) -> float | None:
+    """The earliest time a send (or only a chain step) is due."""
+    only_steps = " AND kind = 'step'" if steps_only else ""
+    due = await tx.fetchval(
+        f"SELECT min(due_at) FROM sends WHERE due_at IS NOT NULL{only_steps}")
+    return None if due is None else float(due)
+
+
+async def get(tx: Tx, send_id: int) -> Row:
+    row = await tx.fetchrow("SELECT * FROM sends WHERE id = $1", send_id)
+    if row is None:
+        raise errors.StoreError(f"send {send_id} vanished")
+    return row
+
+
+async def by_token(tx: Tx, token: str) -> Row | None:
+    """The step whose callback URL carries `token` (its id and delivery)."""
+    return await tx.fetchrow("SELECT id, delivery_id FROM sends WHERE token = $1", token)
+
+
+async def record_answer(tx: Tx, send_id: int, attempt: int, status: int | None,
+                        duration_ms: float, error: str | None) -> None:
+    await tx.execute(
+        "UPDATE attempts SET status = $3, duration_ms = $4, error = $5"
+        " WHERE send_id = $1 AND n = $2",
+        send_id, attempt, status, round(duration_ms, 3), error)
+
+
+async def abandon_attempt(tx: Tx, send_id: int, attempt: int, why: str) -> None:
+    """Say why an attempt got no answer recorded, unless it has one."""
+    await tx.execute(
+        "UPDATE attempts SET error = $3 WHERE send_id = $1 AND n = $2"
+        " AND status IS NULL AND error IS NULL", send_id, attempt, why)
+
+
+async def set_status(tx: Tx, send_id: int, status: int | None) -> None:
+    """A notice's last status: what its history entry and a Kudu hook's last_* show."""
+    await tx.execute("UPDATE sends SET status = $2 WHERE id = $1", send_id, status)
+
+
+async def retry_at(tx: Tx, send_id: int, at: float, reason: str) -> None:
+    await tx.execute("UPDATE sends SET due_at = $2, lease = NULL, reason = $3 WHERE id = $1",
+                     send_id, at, reason)
+
+
+async def await_callback(tx: Tx, send_id: int, deadline: float) -> None:
+    await tx.execute("UPDATE sends SET state = 'awaiting_callback', due_at = $2,"
+                     " lease = NULL, reason = NULL WHERE id = $1", send_id, deadline)
+
+
+async def settle(tx: Tx, send_id: int, state: StepState, now: float,
+                 reason: str | None) -> None:
+    await tx.execute("UPDATE sends SET state = $2, due_at = NULL, lease = NULL,"
+                     " finished_at = $3, reason = $4 WHERE id = $1",
+                     send_id, state, now, reason)
+
+
+async def record_callback(tx: Tx, send_id: int, verdict: models.Callback,
+                          now: float) -> None:
+    await tx.execute(
+        "UPDATE sends SET cb_state = $2, cb_description = $3, cb_context = $4,"
+        " cb_target_url = $5, cb_received_at = $6 WHERE id = $1",
+        send_id, verdict.state, verdict.description, verdict.context, verdict.target_url,
+        now)
+
+
+async def step_count(tx: Tx, delivery_id: str) -> int:
+    return int(await tx.fetchval("SELECT count(*) FROM sends WHERE delivery_id = $1"
+                                 " AND kind = 'step'", delivery_id))
+
+
+async def start_step(tx: Tx, delivery_id: str, index: int, now: float) -> Row | None:
+    """Make step `index` due now; the row (id, state, lease, attempts) that `take` leases."""
+    return await tx.fetchrow(
+        "UPDATE sends SET state = 'sending', due_at = $3, started_at = $3"
+        " WHERE delivery_id = $1 AND kind = 'step' AND idx = $2"
+        " RETURNING id, state, lease, attempts", delivery_id, index, now)
+
+
+async def skip_pending_steps(tx: Tx, delivery_id: str, reason: str) -> None:
+    await tx.execute("UPDATE sends SET state = 'skipped', reason = $2 WHERE delivery_id = $1"
+                     " AND kind = 'step' AND state = 'pending'", delivery_id, reason)
+
+
+async def add_notice(tx: Tx, delivery_id: str, index: int, *, kind: SendKind, name: str,
+                     url: str, body: dict[str, Any], insecure: bool, refused: str | None,
+                     ref: str | None, now: float) -> Row:
+    """A notice sent when the chain ended (due now), or shown as not sent (`refused`)."""
+    row = await tx.fetchrow(
+        "INSERT INTO sends (delivery_id, kind, idx, name, url, state, message_id, body,"
+        " insecure, due_at, started_at, finished_at, reason, ref)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        " RETURNING *",
+        delivery_id, kind, index, name, url,
+        StepState.SKIPPED if refused else StepState.SENDING,
+        models.new_message_id(), json.dumps(body, ensure_ascii=False), int(insecure),
+        None if refused else now, now, now if refused else None, refused, ref)
+    assert row is not None
+    return row
+
+
+async def release(tx: Tx, send_id: int, now: float) -> None:
+    """Give a send back: due now, leased by nobody."""
+    await tx.execute("UPDATE sends SET lease = NULL, due_at = $2 WHERE id = $1", send_id, now)
+    tx.wake()
+
+
+async def recover(tx: Tx, now: float) -> int:
+    """At the start of the only process on a store: every lease left behind has run out."""
+    return await tx.execute(
+        "UPDATE sends SET due_at = $1 WHERE lease IS NOT NULL AND due_at > $1", now)

@@ -1,0 +1,60 @@
+"""`make demo` (demo/run.py): relay, two example targets and the seed push, in one command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+from support import free_socket, wait_until
+
+DEMO = Path(__file__).resolve().parents[2] / "demo" / "run.py"
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        return True
+    return False
+
+
+async def test_the_demo_walks_the_chain_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    sockets = [free_socket() for _ in range(3)]
+    ports = [s.getsockname()[1] for s in sockets]
+    for sock in sockets:
+        sock.close()
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, str(DEMO), "--ports", ",".join(map(str, ports)), "--data",
+        str(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    lines = demo.stdout
+    assert lines is not None
+    output: list[str] = []
+    try:
+        async def told_to_stop() -> bool:
+            line = (await asyncio.wait_for(lines.readline(), 60)).decode()
+            assert line, "the demo ended early:\n" + "".join(output)
+            output.append(line)
+            return bool(line.startswith("demo: Ctrl-C stops everything."))
+
+        await wait_until(told_to_stop, timeout=90, what="the demo to be ready")
+        text = "".join(output)
+        assert "success: all 2 steps succeeded" in text
+        assert "ci: run 1: called back success (relay answered 200)" in text
+        assert f"demo: open http://127.0.0.1:{ports[0]}/ui" in text
+
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{ports[0]}/ui") as page:
+                assert page.status == 200
+            async with http.get(f"http://127.0.0.1:{ports[0]}/metrics") as metrics:
+                assert ('relay_pushes_total{chain="demo",outcome="accepted"} 1.0'
+                        in await metrics.text())
+        assert (tmp_path / "relay.db").exists()
+    finally:
+        demo.send_signal(signal.SIGINT)  # what Ctrl-C does
+        rest, _ = await asyncio.wait_for(demo.communicate(), 60)
+    assert demo.returncode == 0, rest.decode()
+    assert rest.decode().startswith("\ndemo: stopping")
+    assert not any(_listening(port) for port in ports)
