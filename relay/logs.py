@@ -30,7 +30,8 @@ def configure(secrets: Iterable[str] = (), *, stream: TextIO | None = None,
     as_json = not stream.isatty() if json is None else json
     renderer: Any = (structlog.processors.JSONRenderer(serializer=_json_line) if as_json
                      else structlog.dev.ConsoleRenderer(colors=False))
-    redactor = redaction.Redactor(secrets)
+    global _redactor
+    redactor = _redactor = redaction.Redactor(secrets)
     threshold = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[
@@ -49,6 +50,13 @@ def configure(secrets: Iterable[str] = (), *, stream: TextIO | None = None,
 
 
 _handler: logging.Handler | None = None
+_redactor: redaction.Redactor | None = None
+
+
+def remember_secrets(secrets: Iterable[str]) -> None:
+    """Redact these too from now on (a reloaded config's new secrets)."""
+    if _redactor is not None:
+        _redactor.learn(secrets)
 
 
 def _route_standard_logging(stream: TextIO, redactor: redaction.Redactor, renderer: Any,

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
-from relay import logs, models
+from relay import config, logs, models
 from relay.store import Store, gauges
 
 PUSH_OUTCOMES = ("accepted", "ignored", "rejected")
@@ -63,6 +63,10 @@ class Metrics:
         self._push_counters: dict[tuple[str, str], Counter] = {
             (chain, outcome): self.pushes.labels(chain, outcome)
             for chain in self.chains for outcome in PUSH_OUTCOMES}
+
+    def configured(self, settings: config.Settings) -> None:
+        """After a reload: the chains whose gauges are shown (even at 0)."""
+        self.chains = tuple(chain.name for chain in settings.chains)
 
     def pushed(self, chain: str, outcome: str) -> None:
         counter = self._push_counters.get((chain, outcome))

@@ -32,7 +32,14 @@ class Redactor:
     """A structlog processor that scrubs secrets out of every string in an event."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        known = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._known: set[str] = set()
+        self._pattern = re.compile(_URL_SECRETS)
+        self.learn(secrets)
+
+    def learn(self, secrets: Iterable[str]) -> None:
+        """Scrub these secrets too."""
+        self._known |= {s for s in secrets if s}
+        known = sorted(self._known, key=len, reverse=True)
         # One pattern for all, so that a clean string costs one scan.
         alternatives = [re.escape(s) for s in known] + [_URL_SECRETS]
         self._pattern = re.compile("|".join(f"(?:{a})" for a in alternatives))

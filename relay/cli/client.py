@@ -45,6 +45,10 @@ class Client:
     async def redeliver(self, delivery_id: str) -> dict[str, Any]:
         return dict(await self.request("POST", f"/history/{_segment(delivery_id)}/redeliver"))
 
+    async def reload(self) -> dict[str, Any]:
+        """POST /api/reload: relay reads its config file again."""
+        return dict(await self.request("POST", "/api/reload"))
+
     async def push(self, chain: str, chain_token: str, payload: bytes) -> dict[str, Any]:
         """POST /hooks/{chain} with the token as a Bearer header, so it is in no URL."""
         return dict(await self.request(

@@ -72,6 +72,11 @@ def add_commands(commands: Any) -> None:
                       help="print the delivery's id and return at once")
     send.set_defaults(run=_runner(_send))
 
+    reload = commands.add_parser(
+        "reload", parents=[where],
+        help="make a running relay read its config file again (as SIGHUP does)")
+    reload.set_defaults(run=_runner(_reload))
+
     probe = commands.add_parser("healthcheck",
                                 help="exit 0 when relay answers /healthz (for HEALTHCHECK)")
     probe.add_argument("--url")
@@ -167,6 +172,21 @@ async def _redeliver(args: argparse.Namespace, at: Where, console: Console) -> i
         if not args.follow:
             return 0
         return await follow(client, answer["id"], console)
+
+
+async def _reload(args: argparse.Namespace, at: Where, console: Console) -> int:
+    async with at.client() as client:
+        answer = await client.reload()
+    if args.json:
+        _print_json(answer)
+        return 0
+    chains = ", ".join(display.clean(name) for name in answer["chains"]) or "none"
+    what = "reloaded" if answer["changed"] else "reloaded, nothing changed"
+    console.print(f"{what}: version {display.clean(answer['version'])}; chains: {chains}")
+    for key in answer["restart_needed"]:
+        console.print(f"{display.clean(key)} changed: it takes effect at the next restart",
+                      style="yellow")
+    return 0
 
 
 async def _send(args: argparse.Namespace, at: Where, console: Console) -> int:

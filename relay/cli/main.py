@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -53,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from relay.http.app import make_app, server_options
+    from relay.http.app import make_app, reload_config, server_options
 
     settings = config.load(args.config)
     logs.configure(settings.secrets, level=args.log_level)
@@ -61,8 +64,18 @@ def run_serve(args: argparse.Namespace) -> int:
     log.info("relay.starting", version=__version__, host=settings.server.host,
              port=settings.server.port, store=_store_kind(settings.store.url),
              chains=[c.name for c in settings.chains])
+    app = make_app(config.Live(settings, args.config))
+
+    def reload_on_hangup() -> None:
+        with contextlib.suppress(errors.ConfigError):  # logged; the old config serves on
+            reload_config(app)
+
+    async def listen_for_hangup(_: web.Application) -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_on_hangup)
+
+    app.on_startup.append(listen_for_hangup)
     web.run_app(
-        make_app(settings),
+        app,
         host=settings.server.host,
         port=settings.server.port,
         access_log=None,

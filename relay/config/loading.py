@@ -7,14 +7,16 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from relay import errors
-from relay.config.fields import Table, parse_rate
+from relay.config.fields import Table, parse_rate, show
 from relay.config.settings import (
     IDEMPOTENCY_WINDOW,
     MANIFEST_MEDIA_TYPES,
     Chain,
     DeliverySettings,
+    Order,
     OutboundSettings,
     RateLimit,
     SendPolicy,
@@ -24,8 +26,10 @@ from relay.config.settings import (
     Target,
     UpstreamSettings,
 )
+from relay.config.shaping import body_of, tag_patterns, target_headers
 from relay.engine import signing
 
+_METHODS = ("POST", "PUT", "PATCH")
 _POLICY_KEYS = {"timeout", "attempts", "callback_timeout", "backoff_initial", "backoff_max",
                 "retry_after_max"}
 
@@ -82,7 +86,7 @@ def _settings(root: Table) -> Settings:
 
 
 def _outbound(table: Table) -> OutboundSettings:
-    table.only({"allow_networks"})
+    table.only({"allow_networks", "proxy", "trust_env"})
     networks = []
     for text in table.strings("allow_networks", ()):
         try:
@@ -91,7 +95,15 @@ def _outbound(table: Table) -> OutboundSettings:
             raise errors.ConfigError(
                 f"{table.path('allow_networks')}: {text!r} is not a network such as "
                 "\"10.0.0.0/8\", \"127.0.0.1/32\" or \"fd00::/8\"") from None
-    return OutboundSettings(allow_networks=tuple(networks))
+    proxy = table.url("proxy", "") if "proxy" in table else None
+    if proxy is not None and not proxy.startswith("http://"):
+        raise errors.ConfigError(f"{table.path('proxy')}: must be an http:// proxy URL "
+                                 "(relay speaks to the proxy in plain HTTP, and TLS to "
+                                 "https targets through it)")
+    if proxy is not None:
+        table.secrets.update(_credentials_of(proxy))
+    return OutboundSettings(allow_networks=tuple(networks), proxy=proxy,
+                            trust_env=table.boolean("trust_env", False))
 
 
 def _server(table: Table) -> ServerSettings:
@@ -125,9 +137,9 @@ def _policy(table: Table, base: SendPolicy) -> SendPolicy:
 
 
 def _chain(table: Table, policy: SendPolicy) -> Chain:
-    table.only({"name", "token", "repositories", "concurrency", "target", "webhook",
-                "environment", "media_types", "coalesce", "idempotency_window", "rate_limit",
-                "rate_burst"})
+    table.only({"name", "token", "repositories", "tags", "order", "concurrency", "target",
+                "webhook", "environment", "media_types", "coalesce", "idempotency_window",
+                "rate_limit", "rate_burst"})
     name = table.name()
     if not isinstance(table.raw("target"), list) or not table.raw("target"):
         raise errors.ConfigError(f"{table.path('target')}: chain {name!r} needs at least one "
@@ -141,7 +153,9 @@ def _chain(table: Table, policy: SendPolicy) -> Chain:
         previous_tokens=tokens[1:],
         targets=targets,
         repositories=table.strings("repositories", ()),
-        concurrency=table.integer("concurrency", 1, minimum=1, maximum=1000),
+        tags=tag_patterns(table),
+        order=_order(table),
+        concurrency=table.integer("concurrency", 16, minimum=1, maximum=1000),
         webhook=table.url("webhook", "") if "webhook" in table else None,
         environment=table.string("environment", ""),
         media_types=_media_types(table),
@@ -162,9 +176,21 @@ def _rate_limit(table: Table) -> RateLimit | None:
     return RateLimit(per_second=per_second, burst=burst)
 
 
+def _order(table: Table) -> Order:
+    text = table.string("order", Order.TAG.value)
+    try:
+        return Order(text)
+    except ValueError:
+        choices = ", ".join(f'"{order.value}"' for order in Order)
+        raise errors.ConfigError(f"{table.path('order')}: must be one of {choices}, "
+                                 f"got {show(text)}") from None
+
+
 def _target(table: Table, policy: SendPolicy) -> Target:
-    table.only({"name", "url", "await_callback", "secret", *_POLICY_KEYS})
+    table.only({"name", "url", "await_callback", "secret", "headers", "method", "body",
+                "tags", *_POLICY_KEYS})
     secrets = table.strings("secret", (), secret=True)
+    body = body_of(table)
     for secret in secrets:
         try:
             signing.decode_secret(secret)
@@ -176,7 +202,25 @@ def _target(table: Table, policy: SendPolicy) -> Target:
         policy=_policy(table, policy),
         await_callback=table.boolean("await_callback", True),
         secrets=secrets,
+        headers=target_headers(table),
+        method=_method(table),
+        body=body.text if body else None,
+        body_expression=body.expression if body else None,
+        tags=tag_patterns(table),
     )
+
+
+def _method(table: Table) -> str:
+    method = table.string("method", "POST")
+    if method.upper() not in _METHODS:
+        raise errors.ConfigError(f"{table.path('method')}: must be POST, PUT or PATCH, "
+                                 f"got {show(method)}")
+    return method.upper()
+
+
+def _credentials_of(url: str) -> set[str]:
+    parts = urlsplit(url)
+    return {value for value in (parts.username, parts.password) if value}
 
 
 def _media_types(table: Table) -> tuple[str, ...]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
 
 MIN_TOKEN_LENGTH = 16
 
@@ -17,6 +20,16 @@ MANIFEST_MEDIA_TYPES = (
 manifest lists, OCI manifests and indexes. Layer blobs never count."""
 
 IDEMPOTENCY_WINDOW = 24 * 3600.0
+
+
+def takes_tag(patterns: tuple[str, ...], tag: str) -> bool:
+    """Whether a push of `tag` passes a `tags` filter: no patterns take every push; a push
+    without a tag (a manifest pushed by digest) passes only "*"."""
+    if not patterns:
+        return True
+    if not tag:
+        return "*" in patterns
+    return any(fnmatch.fnmatchcase(tag, pattern) for pattern in patterns)
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,10 @@ class UpstreamSettings:
 class OutboundSettings:
     allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     """Non-public networks that URLs from outside may reach all the same (engine/outbound)."""
+    proxy: str | None = None
+    """Every outbound POST goes through this HTTP proxy (a static egress address)."""
+    trust_env: bool = False
+    """Take HTTP_PROXY, HTTPS_PROXY and NO_PROXY from the environment (when `proxy` is unset)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,18 @@ class Target:
     policy: SendPolicy
     await_callback: bool = True
     secrets: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra request headers, sent on every attempt; their values are secrets."""
+    method: str = "POST"
+    body: str | None = None
+    """A JMESPath expression that shapes what the target receives (None: the push itself)."""
+    body_expression: Any = field(default=None, compare=False, repr=False)
+    """`body`, compiled once when the config is read."""
+    tags: tuple[str, ...] = ()
+    """Globs on the push's tag that this target takes; empty: every push."""
+
+    def takes(self, tag: str) -> bool:
+        return takes_tag(self.tags, tag)
 
 
 @dataclass(frozen=True)
@@ -86,13 +115,27 @@ class RateLimit:
     burst: int
 
 
+class Order(StrEnum):
+    """Which deliveries of a chain wait for each other."""
+
+    TAG = "tag"
+    """Those of one repository and tag run one at a time, in arrival order."""
+    CHAIN = "chain"
+    """All of the chain's deliveries run one at a time, in arrival order."""
+    NONE = "none"
+    """None waits for another (up to the chain's concurrency)."""
+
+
 @dataclass(frozen=True)
 class Chain:
     name: str
     token: str
     targets: tuple[Target, ...]
     repositories: tuple[str, ...] = ()
-    concurrency: int = 1
+    concurrency: int = 16
+    order: Order = Order.TAG
+    tags: tuple[str, ...] = ()
+    """Globs on the push's tag that this chain takes; empty: every push."""
     webhook: str | None = None
     environment: str = ""
     media_types: tuple[str, ...] = MANIFEST_MEDIA_TYPES
@@ -105,6 +148,9 @@ class Chain:
     previous_tokens: tuple[str, ...] = ()
     """Still accepted beside `token` while senders move to it (a rotation)."""
 
+    def takes(self, tag: str) -> bool:
+        return takes_tag(self.tags, tag)
+
     @property
     def tokens(self) -> tuple[str, ...]:
         return (self.token, *self.previous_tokens)
@@ -112,10 +158,13 @@ class Chain:
     def target(self, name: str) -> Target | None:
         return next((target for target in self.targets if target.name == name), None)
 
-    @property
-    def steps(self) -> tuple[tuple[str, str], ...]:
-        """(name, url) of each target: the steps a new delivery of this chain is stored with."""
-        return tuple((target.name, target.url) for target in self.targets)
+    def steps_for(self, tag: str) -> list[tuple[str, str, str | None]]:
+        """The steps a new delivery of a push of `tag` is stored with: each target's name and
+        URL, and why it is skipped when it does not take the tag."""
+        return [(target.name, target.url, None if target.takes(tag) else
+                 f"not sent: target {target.name} takes tags {', '.join(target.tags)}, and "
+                 f"this push is {'of tag ' + tag if tag else 'of no tag'}")
+                for target in self.targets]
 
 
 @dataclass(frozen=True)
@@ -148,9 +197,9 @@ class Settings:
         return max(timeouts) + 10.0
 
     @property
-    def concurrency(self) -> dict[str, int]:
-        """How many deliveries of each configured chain may run at once."""
-        return {chain.name: chain.concurrency for chain in self.chains}
+    def admission(self) -> dict[str, tuple[int, str]]:
+        """How each configured chain admits deliveries: its concurrency and its order."""
+        return {chain.name: (chain.concurrency, chain.order.value) for chain in self.chains}
 
     @property
     def idempotency_windows(self) -> dict[str, float]:

@@ -37,7 +37,7 @@ class Applied:
     the chain)."""
 
 
-async def record_attempt(tx: Tx, settings: config.Settings, claimed: Claimed,
+async def record_attempt(tx: Tx, live: config.Live, claimed: Claimed,
                          answer: chain.Answer, now: float, handoff: str | None = None
                          ) -> Applied:
     """Complete the attempt's record with its answer and move the send (and its chain) on."""
@@ -49,16 +49,17 @@ async def record_attempt(tx: Tx, settings: config.Settings, claimed: Claimed,
     if send["kind"] != SendKind.STEP:
         await sends.set_status(tx, claimed.id, answer.status)
         send["status"] = answer.status
-    return await _apply(tx, settings, send, claimed.chain, chain.Attempted(answer), now,
-                        handoff)
+    return await _apply(tx, live.of(claimed.config), send, claimed.chain,
+                        chain.Attempted(answer), now, handoff)
 
 
-async def expire(tx: Tx, settings: config.Settings, claimed: Claimed, now: float) -> Applied:
+async def expire(tx: Tx, live: config.Live, claimed: Claimed, now: float) -> Applied:
     """A step's callback deadline passed: it is an error, which ends the chain."""
     send, lost = await _held(tx, claimed)
     if lost is not None:
         return _applied(send, claimed.chain, chain.Ignore(lost))
-    return await _apply(tx, settings, send, claimed.chain, chain.CallbackOverdue(), now)
+    return await _apply(tx, live.of(claimed.config), send, claimed.chain,
+                        chain.CallbackOverdue(), now)
 
 
 async def release(tx: Tx, claimed: Claimed, now: float) -> None:
@@ -73,7 +74,7 @@ async def release(tx: Tx, claimed: Claimed, now: float) -> None:
     await sends.release(tx, claimed.id, now)
 
 
-async def callback(tx: Tx, settings: config.Settings, token: str, verdict: models.Callback,
+async def callback(tx: Tx, live: config.Live, token: str, verdict: models.Callback,
                    now: float, handoff: str | None = None) -> Applied:
     """A target's callback: NotFound for an unknown token, Conflict once its step was
     answered."""
@@ -88,7 +89,7 @@ async def callback(tx: Tx, settings: config.Settings, token: str, verdict: model
                               f"it is {send['state']}")
     await sends.record_callback(tx, send["id"], verdict, now)
     send["cb_state"], send["cb_description"] = verdict.state, verdict.description
-    return await _apply(tx, settings, send, delivery["chain"],
+    return await _apply(tx, live.of(delivery["config"]), send, delivery["chain"],
                         chain.CallbackArrived(verdict.state), now, handoff)
 
 
@@ -137,15 +138,18 @@ async def _settle(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
     if send["kind"] != SendKind.STEP:
         await notices.settled(tx, send, state, reason, now)
         return None, []
-    count = await sends.step_count(tx, send["delivery_id"])
-    move = chain.follow(send["idx"], state, count)
+    following = None
+    if state is StepState.SUCCESS:
+        following = await sends.next_pending(tx, send["delivery_id"], send["idx"])
+    move = chain.follow(state, following)
     match move:
         case chain.Next(index=index):
             return None, await _start_step(tx, settings, send["delivery_id"], index, now,
                                            handoff)
         case chain.Finish(state=outcome):
+            steps = await sends.step_states(tx, send["delivery_id"])
             await _finish(tx, settings, send["delivery_id"], outcome,
-                          _summary(send, state, reason, count), now)
+                          _summary(send, state, reason, steps), now)
             return outcome, []
         case _:
             assert_never(move)
@@ -173,8 +177,28 @@ async def _finish(tx: Tx, settings: config.Settings, delivery_id: str, state: De
             await notices.settled(tx, send, StepState.SKIPPED, notice.refused, now)
 
 
-def _summary(send: Row, state: StepState, reason: str | None, count: int) -> str:
+async def finish_unstarted(tx: Tx, live: config.Live, delivery_ids: Sequence[str],
+                           now: float) -> None:
+    """End deliveries that admission started with no step to run: no target of the chain
+    takes the push's tag."""
+    for delivery_id in delivery_ids:
+        found = await deliveries.find(tx, delivery_id)
+        assert found is not None
+        count = len(await sends.step_states(tx, delivery_id))
+        tag = found["tag"] or "no tag"
+        summary = f"no target takes this push ({tag}): all {count} steps skipped"
+        await _finish(tx, live.of(found["config"]), delivery_id, DeliveryState.SUCCESS,
+                      summary, now)
+
+
+def _summary(send: Row, state: StepState, reason: str | None,
+             steps: Sequence[StepState]) -> str:
+    count = len(steps)
     if state is StepState.SUCCESS:
+        skipped = steps.count(StepState.SKIPPED)
+        if skipped:
+            return (f"all {count - skipped} steps that take this push succeeded "
+                    f"({skipped} skipped)")
         return f"all {count} steps succeeded"
     where = f"step {send['idx'] + 1} of {count} ({send['name']})"
     if send.get("cb_state") is not None:

@@ -133,11 +133,12 @@ class Finish:
     state: DeliveryState
 
 
-def follow(index: int, outcome: StepState, step_count: int) -> Next | Finish:
-    """Where the chain goes once step `index` settled with `outcome`."""
+def follow(outcome: StepState, next_index: int | None) -> Next | Finish:
+    """Where the chain goes once a step settled with `outcome`; `next_index` is the next
+    step still to be sent, if any (steps whose target does not take the tag are skipped)."""
     if outcome is StepState.SUCCESS:
-        if index + 1 < step_count:
-            return Next(index + 1)
+        if next_index is not None:
+            return Next(next_index)
         return Finish(DeliveryState.SUCCESS)
     if outcome is StepState.FAILURE:
         return Finish(DeliveryState.FAILURE)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Sequence
 
 import aiohttp
 
@@ -14,26 +14,21 @@ USER_AGENT = "relay-webhooks/1"
 _DRAIN_LIMIT = 64 * 1024
 
 
-def step_body(payload: str, callback_url: str) -> bytes:
-    """The stored payload with `callback_url` pointing at this step's own callback URL."""
-    document = json.loads(payload)
-    document.pop("callback_url", None)
-    return json.dumps({"callback_url": callback_url, **document},
-                      ensure_ascii=False).encode()
-
-
 async def post(session: aiohttp.ClientSession, url: str, body: bytes, *, message_id: str,
                secrets: tuple[str, ...] = (), timeout: float, insecure: bool = False,
-               now: float | None = None) -> Answer:
-    """POST `body` once, signed per Standard Webhooks, and say what came of it."""
+               now: float | None = None, method: str = "POST",
+               headers: Sequence[tuple[str, str]] = (), proxy: str | None = None) -> Answer:
+    """Send `body` once (a POST unless `method` says otherwise), signed per Standard
+    Webhooks, with the target's own `headers`, and say what came of it."""
     timestamp = int(time.time() if now is None else now)
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-               **signing.headers(secrets, message_id, timestamp, body)}
+    sent = {"User-Agent": USER_AGENT, **dict(headers), "Content-Type": "application/json",
+            **signing.headers(secrets, message_id, timestamp, body)}
     started = time.perf_counter()
     try:
-        async with session.post(url, data=body, headers=headers, allow_redirects=False,
-                                timeout=aiohttp.ClientTimeout(total=timeout),
-                                ssl=not insecure) as response:
+        async with session.request(method, url, data=body, headers=sent, proxy=proxy,
+                                   allow_redirects=False,
+                                   timeout=aiohttp.ClientTimeout(total=timeout),
+                                   ssl=not insecure) as response:
             # Read (a bounded part of) the answer so that the connection can be reused.
             await response.content.read(_DRAIN_LIMIT)
             error = None
@@ -47,11 +42,16 @@ async def post(session: aiohttp.ClientSession, url: str, body: bytes, *, message
     except aiohttp.InvalidURL:
         # Its text is the URL, which may carry credentials.
         return Answer(None, "the URL is not valid", _since(started), permanent=True)
+    except aiohttp.ClientProxyConnectionError as exc:
+        return Answer(None, f"cannot connect to the proxy {exc.host}:{exc.port}: "
+                            f"{_connect_failure(exc.os_error)}", _since(started))
+    except aiohttp.ClientHttpProxyError as exc:
+        # Its text carries URLs; the proxy's status says enough.
+        return Answer(None, f"the proxy refused the connection: HTTP {exc.status}",
+                      _since(started))
     except aiohttp.ClientConnectorError as exc:
         if isinstance(exc.os_error, outbound.Refused):
-            return Answer(None, f"refused: {exc.os_error}; relay calls only public addresses "
-                                "for URLs from outside ([outbound] allow_networks)",
-                          _since(started), permanent=True)
+            return Answer(None, refused(str(exc.os_error)), _since(started), permanent=True)
         reason = _connect_failure(exc.os_error)
         return Answer(None, f"cannot connect to {exc.host}:{exc.port}: {reason}",
                       _since(started))
@@ -59,6 +59,12 @@ async def post(session: aiohttp.ClientSession, url: str, body: bytes, *, message
         return Answer(None, f"{type(exc).__name__}: {exc}".strip(": "), _since(started))
     except (OSError, ValueError) as exc:
         return Answer(None, f"{type(exc).__name__}: {exc}", _since(started))
+
+
+def refused(reason: str) -> str:
+    """Why a send to a URL from outside was not made (outbound.Refused's reason)."""
+    return (f"refused: {reason}; relay calls only public addresses for URLs from outside "
+            "([outbound] allow_networks)")
 
 
 def _connect_failure(error: OSError) -> str:

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import urllib.request
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from relay import config
 from relay.models import SendKind
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -120,6 +123,44 @@ def socket_factory(policy: AddressPolicy) -> Callable[[Any], socket.socket]:
         return socket.socket(family=family, type=type_, proto=proto)
 
     return open_socket
+
+
+class Guard:
+    """The check of a destination made before a send through a proxy: the proxy, not relay,
+    connects to it, so the connector's checks never see its addresses."""
+
+    def __init__(self, policy: AddressPolicy, resolver: AbstractResolver | None = None) -> None:
+        self.policy = policy
+        self.resolver = GuardedResolver(policy, resolver)
+
+    async def refusal(self, url: str) -> str | None:
+        """Why relay must not send to `url`, or None when every address it has is allowed."""
+        host = urlsplit(url).hostname or ""
+        try:
+            ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            try:
+                await self.resolver.resolve(host, 0, socket.AF_UNSPEC)
+            except Refused as exc:
+                return str(exc)
+            except OSError:
+                return None  # not resolvable here: the proxy says what it makes of it
+            return None
+        return self.policy.refusal(host)
+
+
+def proxy_for(url: str, settings: config.OutboundSettings) -> str | None:
+    """The HTTP proxy a send to `url` goes through: [outbound] proxy, else (with trust_env)
+    HTTP_PROXY / HTTPS_PROXY unless NO_PROXY names the host; None: a direct connection."""
+    if settings.proxy is not None:
+        return settings.proxy
+    if not settings.trust_env:
+        return None
+    parts = urlsplit(url)
+    found = urllib.request.getproxies().get(parts.scheme)
+    if found is None or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return found
 
 
 def connector(policy: AddressPolicy, limit: int,

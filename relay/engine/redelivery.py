@@ -12,24 +12,24 @@ from relay.store import deliveries, triggers
 from relay.store.base import Row, Tx
 
 
-async def redeliver(tx: Tx, settings: config.Settings, delivery_id: str, now: float) -> str:
+async def redeliver(tx: Tx, live: config.Live, delivery_id: str, now: float) -> str:
     """A new delivery of a stored delivery's payload."""
     row = await deliveries.find(tx, delivery_id)
     if row is None:
         raise errors.NotFound(f"no delivery has id {delivery_id!r}")
-    return await again(tx, settings, row, "redeliver", now)
+    return await again(tx, live, row, "redeliver", now)
 
 
-async def again(tx: Tx, settings: config.Settings, original: Row, source: str,
-                now: float) -> str:
+async def again(tx: Tx, live: config.Live, original: Row, source: str, now: float) -> str:
     """A new delivery (`source` "redeliver" or "trigger") of `original`'s payload (a row
-    with id, chain, payload); Conflict if its chain is no longer configured."""
-    configured = settings.chain(original["chain"])
+    with id, chain, payload, tag); Conflict if its chain is no longer configured."""
+    configured = live.current.chain(original["chain"])
     if configured is None:
         raise errors.Conflict(f"chain {original['chain']!r} is no longer configured")
     push = Push(original["chain"], json.loads(original["payload"]), original["payload"],
                 source=source, redelivery_of=original["id"])
-    return await deliveries.accept(tx, push, configured.steps, now)
+    return await deliveries.accept(tx, push, configured.steps_for(push.tag), now,
+                                   config=live.version)
 
 
 def no_such_trigger() -> errors.NotFound:
@@ -38,7 +38,7 @@ def no_such_trigger() -> errors.NotFound:
     return errors.NotFound("no trigger at this URL")
 
 
-async def redeploy(tx: Tx, settings: config.Settings, chain: str, trigger_id: str,
+async def redeploy(tx: Tx, live: config.Live, chain: str, trigger_id: str,
                    now: float) -> tuple[Row, str]:
     """Call a trigger: REDEPLOY stores a new delivery of the chain's last accepted payload.
     Returns the trigger and the new delivery's id."""
@@ -49,4 +49,4 @@ async def redeploy(tx: Tx, settings: config.Settings, chain: str, trigger_id: st
     if last is None:
         raise errors.NotFound(f"chain {chain!r} has no accepted payload to redeploy yet; "
                               "push to it first")
-    return trigger, await again(tx, settings, last, "trigger", now)
+    return trigger, await again(tx, live, last, "trigger", now)

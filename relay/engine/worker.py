@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import aiohttp
 
 from relay import config, errors, logs, metrics
-from relay.engine import apply, chain, delivery, outbound
+from relay.engine import apply, chain, delivery, outbound, shaping
 from relay.models import SendKind, StepState
 from relay.store import Store, deliveries, idempotency, sends
 from relay.store.base import Tx
@@ -39,16 +39,19 @@ def worker_id() -> str:
 
 
 class Worker:
-    def __init__(self, settings: config.Settings, store: Store,
+    def __init__(self, live: config.Live | config.Settings, store: Store,
                  session: aiohttp.ClientSession, *,
                  outside_session: aiohttp.ClientSession | None = None,
                  clock: Callable[[], float] = time.time,
                  observe: metrics.Metrics | None = None) -> None:
-        self.settings = settings
+        self.live = live if isinstance(live, config.Live) else config.Live(live)
+        settings = self.live.current
         self.store = store
         self.session = session
         self.outside_session = outside_session or session
         """For sends to URLs from outside (outbound.OUTSIDE_URL_KINDS)."""
+        self.guard = outbound.Guard(outbound.AddressPolicy(settings.outbound.allow_networks))
+        """Checks the destination of a send from outside that goes through a proxy."""
         self.clock = clock
         self.metrics = observe or metrics.Metrics(c.name for c in settings.chains)
         self.id = worker_id()
@@ -70,7 +73,7 @@ class Worker:
             # Nobody else shares this store: every lease in it was left by a relay that died.
             await self.store.write(lambda tx: sends.recover(tx, self.clock()))
         await self.store.write(
-            lambda tx: admit_unconfigured(tx, self.settings, self.clock()), alone=True)
+            lambda tx: admit_unconfigured(tx, self.live, self.clock()), alone=True)
         self._loop_task = asyncio.create_task(self._run(), name="relay-worker")
         logs.get().info("worker.started", worker=self.id, capacity=self.capacity)
 
@@ -125,7 +128,7 @@ class Worker:
             while self._claims:
                 await asyncio.gather(*list(self._claims))
             claimed, _ = await self.store.write(functools.partial(
-                dispatch, settings=self.settings, lease=f"{self.id}#{next(self._leases)}",
+                dispatch, live=self.live, lease=f"{self.id}#{next(self._leases)}",
                 now=self.clock(), steps=self.capacity, notice_limit=self.notice_capacity),
                 alone=True)
             if not claimed:
@@ -141,7 +144,7 @@ class Worker:
             now = self.clock()
             try:
                 claimed, next_due = await self.store.write(functools.partial(
-                    dispatch, settings=self.settings, lease=lease, now=now,
+                    dispatch, live=self.live, lease=lease, now=now,
                     steps=free, notice_limit=free_notices), alone=True)
             except errors.StoreError as exc:
                 logs.get().error("worker.store_failed", error=str(exc))
@@ -165,7 +168,7 @@ class Worker:
         self._next_prune = now + PRUNE_SECONDS
         try:
             forgotten = await self.store.write(functools.partial(
-                prune_keys, settings=self.settings, now=now))
+                prune_keys, settings=self.live.current, now=now))
         except errors.StoreError as exc:
             logs.get().warning("worker.prune_failed", error=str(exc))
             return
@@ -182,7 +185,7 @@ class Worker:
         try:
             if claimed.state is StepState.AWAITING_CALLBACK:
                 applied = await self.store.write(
-                    lambda tx: apply.expire(tx, self.settings, claimed, self.clock()))
+                    lambda tx: apply.expire(tx, self.live, claimed, self.clock()))
                 self.metrics.chain_ended(applied.delivery_id, applied.chain, applied.finished)
                 return
             async with self._posting:
@@ -190,7 +193,7 @@ class Worker:
                 answer = await self._send(claimed, at)
             handoff = self.handoff_lease()
             applied = await self.store.write(lambda tx: apply.record_attempt(
-                tx, self.settings, claimed, answer, self.clock(), handoff))
+                tx, self.live, claimed, answer, self.clock(), handoff))
             self.take(applied.handoff)
         except errors.StoreError as exc:
             # The lease runs out and the send becomes due again: nothing is lost.
@@ -207,29 +210,44 @@ class Worker:
         self.metrics.chain_ended(applied.delivery_id, applied.chain, applied.finished)
 
     async def _send(self, claimed: sends.Claimed, at: float) -> chain.Answer:
+        settings = self.live.of(claimed.config)
+        method = "POST"
+        headers: tuple[tuple[str, str], ...] = ()
         if claimed.kind is SendKind.STEP:
-            target = self._target(claimed)
+            configured = settings.chain(claimed.chain)
+            target = configured.target(claimed.name) if configured else None
             if target is None:
                 return chain.Answer(None, f"target {claimed.name} is no longer in chain "
                                           f"{claimed.chain}", 0.0, permanent=True)
             assert claimed.payload is not None
             assert claimed.token is not None
-            callback_url = f"{self.settings.server.public_url}/callbacks/{claimed.token}"
-            body = delivery.step_body(claimed.payload, callback_url)
+            callback_url = f"{settings.server.public_url}/callbacks/{claimed.token}"
+            try:
+                body = shaping.step_body(target, claimed.payload, callback_url,
+                                         delivery_id=claimed.delivery_id,
+                                         chain=claimed.chain, index=claimed.idx)
+            except shaping.Unshaped as exc:
+                return chain.Answer(None, str(exc), 0.0, permanent=True)
             secrets_, timeout = target.secrets, target.policy.timeout
+            method, headers = target.method, target.headers
         else:
             assert claimed.body is not None  # a notice's body is made when it is planned
             body = claimed.body.encode()
-            secrets_, timeout = (), self.settings.delivery.policy.timeout
-        session = (self.outside_session if claimed.kind in outbound.OUTSIDE_URL_KINDS
-                   else self.session)
+            secrets_, timeout = (), settings.delivery.policy.timeout
+        outside = claimed.kind in outbound.OUTSIDE_URL_KINDS
+        session = self.outside_session if outside else self.session
+        proxy = outbound.proxy_for(claimed.url, settings.outbound)
+        if proxy is not None and outside:
+            # The guarded session would refuse the proxy's own (often private) address:
+            # the destination is checked here instead, and the POST goes through the proxy.
+            refusal = await self.guard.refusal(claimed.url)
+            if refusal is not None:
+                return chain.Answer(None, delivery.refused(refusal), 0.0, permanent=True)
+            session = self.session
         return await delivery.post(session, claimed.url, body,
                                    message_id=claimed.message_id, secrets=secrets_,
-                                   timeout=timeout, insecure=claimed.insecure, now=at)
-
-    def _target(self, claimed: sends.Claimed) -> config.Target | None:
-        configured = self.settings.chain(claimed.chain)
-        return configured.target(claimed.name) if configured else None
+                                   timeout=timeout, insecure=claimed.insecure, now=at,
+                                   method=method, headers=headers, proxy=proxy)
 
 
 def _outcome(decision: chain.Decision) -> str:
@@ -244,11 +262,15 @@ def _outcome(decision: chain.Decision) -> str:
             return reason
 
 
-async def dispatch(tx: Tx, settings: config.Settings, lease: str, now: float,
+async def dispatch(tx: Tx, live: config.Live, lease: str, now: float,
                    steps: int, notice_limit: int = 0) -> tuple[list[sends.Claimed], float | None]:
     """One pass of a worker: admit waiting deliveries, claim up to `steps` due chain steps
     and `notice_limit` due notices, and say when to look next."""
-    await deliveries.admit(tx, settings.concurrency, now)
+    settings = live.current
+    rules = {chain.name: deliveries.Admission(chain.concurrency, chain.order.value,
+                                              live.version, chain.steps_for)
+             for chain in settings.chains}
+    await apply.finish_unstarted(tx, live, await deliveries.admit(tx, rules, now), now)
     lease_until = now + settings.lease_seconds
     claimed = []
     if steps > 0:
@@ -262,11 +284,13 @@ async def dispatch(tx: Tx, settings: config.Settings, lease: str, now: float,
     return claimed, min(due) if due else None
 
 
-async def admit_unconfigured(tx: Tx, settings: config.Settings, now: float) -> None:
+async def admit_unconfigured(tx: Tx, live: config.Live, now: float) -> None:
     """Deliveries left waiting by chains no longer in the config: run them to their end,
     one at a time."""
-    for name in sorted(await deliveries.chains_pending(tx) - set(settings.concurrency)):
-        await deliveries.admit(tx, {name: 1}, now)
+    configured = {chain.name for chain in live.current.chains}
+    for name in sorted(await deliveries.chains_pending(tx) - configured):
+        await apply.finish_unstarted(
+            tx, live, await deliveries.admit(tx, {name: deliveries.Admission(1)}, now), now)
 
 
 async def prune_keys(tx: Tx, settings: config.Settings, now: float) -> int:

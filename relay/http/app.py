@@ -9,11 +9,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from relay import config, errors, metrics
+from relay import config, errors, logs, metrics
 from relay.engine import outbound
 from relay.engine.worker import Worker
 from relay.http import (
     answers,
+    auth,
     callbacks,
     dockercloud,
     dockership,
@@ -25,11 +26,11 @@ from relay.http import (
     ratelimit,
 )
 from relay.http.appkeys import (
+    CONFIG,
     LIMITS,
     METRICS,
     OUTSIDE_SESSION,
     SESSION,
-    SETTINGS,
     STORE,
     WORKER,
 )
@@ -40,14 +41,20 @@ READY_TIMEOUT = 5.0
 """Seconds /readyz waits for the store before it answers 503."""
 
 
-def make_app(settings: config.Settings) -> web.Application:
+def make_app(source: config.Settings | config.Live) -> web.Application:
+    """The app serving `source`: Settings, or a Live configuration that can be reloaded."""
+    live = source if isinstance(source, config.Live) else config.Live(source)
+    settings = live.current
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[middleware.error_middleware()],
     )
-    app[SETTINGS] = settings
+    app[CONFIG] = live
     app[METRICS] = metrics.Metrics(chain.name for chain in settings.chains)
     app[LIMITS] = ratelimit.Limits(settings.chains)
+    live.on_reload(app[METRICS].configured)
+    live.on_reload(app[LIMITS].configured)
+    live.on_reload(lambda fresh: logs.remember_secrets(fresh.secrets))
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_session)
     app.cleanup_ctx.append(_worker)
@@ -74,6 +81,7 @@ def make_app(settings: config.Settings) -> web.Application:
         app.router.add_get(base + "/{id}" + end, dockercloud.show)
         app.router.add_delete(base + "/{id}" + end, dockercloud.delete)
         app.router.add_post(base + "/{id}/call" + end, dockercloud.call)
+    app.router.add_post("/api/reload", reload)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     # Operator experience (issue 8): the web UI at /ui and Prometheus metrics.
@@ -112,6 +120,33 @@ def server_options(settings: config.Settings) -> dict[str, Any]:
             "shutdown_timeout": settings.server.shutdown_grace}
 
 
+def reload_config(app: web.Application) -> config.Reloaded:
+    """Read the config file again (SIGHUP, POST /api/reload); a ConfigError keeps the old
+    configuration serving, and says why in the log (naming the key)."""
+    try:
+        reloaded = app[CONFIG].reload()
+    except errors.ConfigError as exc:
+        logs.get().error("config.reload_failed", error=str(exc))
+        raise
+    if reloaded.restart_needed:
+        logs.get().warning("config.restart_needed", keys=list(reloaded.restart_needed))
+    logs.get().info("config.reloaded", version=reloaded.version, changed=reloaded.changed,
+                    chains=[chain.name for chain in reloaded.settings.chains])
+    return reloaded
+
+
+async def reload(request: web.Request) -> web.Response:
+    """POST /api/reload (admin token): as SIGHUP does."""
+    auth.require_admin(request)
+    try:
+        reloaded = reload_config(request.app)
+    except errors.ConfigError as exc:
+        raise errors.HTTPError(422, f"the configuration was not reloaded: {exc}") from None
+    return answers.respond({"version": reloaded.version, "changed": reloaded.changed,
+                            "chains": [chain.name for chain in reloaded.settings.chains],
+                            "restart_needed": list(reloaded.restart_needed)})
+
+
 async def healthz(request: web.Request) -> web.Response:
     return answers.respond({"status": "ok"})
 
@@ -133,14 +168,14 @@ async def scrape(request: web.Request) -> web.Response:
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
-    store = await open_store(app[SETTINGS].store.url)
+    store = await open_store(app[CONFIG].current.store.url)
     app[STORE] = store
     yield
     await store.close()
 
 
 async def _session(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+    settings = app[CONFIG].current
     limit = settings.delivery.max_connections
     guarded = outbound.connector(outbound.AddressPolicy(settings.outbound.allow_networks), limit)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)) as session, \
@@ -151,7 +186,7 @@ async def _session(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _worker(app: web.Application) -> AsyncIterator[None]:
-    worker = Worker(app[SETTINGS], app[STORE], app[SESSION],
+    worker = Worker(app[CONFIG], app[STORE], app[SESSION],
                     outside_session=app[OUTSIDE_SESSION], observe=app[METRICS])
     app[WORKER] = worker
     await worker.start(sole_process=app[STORE].dialect == "sqlite")
@@ -160,4 +195,4 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _stop_worker(app: web.Application) -> None:
-    await app[WORKER].stop(grace=app[SETTINGS].server.shutdown_grace)
+    await app[WORKER].stop(grace=app[CONFIG].current.server.shutdown_grace)

@@ -14,7 +14,8 @@ from relay.store import Store
 if TYPE_CHECKING:
     from relay.engine.worker import Worker
 
-SETTINGS = web.AppKey("settings", config.Settings)
+CONFIG = web.AppKey("config", config.Live)
+"""The configuration served by; `.current` for a request, `.of(version)` for a delivery."""
 STORE = web.AppKey("store", Store)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 OUTSIDE_SESSION = web.AppKey("outside_session", aiohttp.ClientSession)

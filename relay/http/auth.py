@@ -7,7 +7,7 @@ import hmac
 from aiohttp import web
 
 from relay import config, errors
-from relay.http.appkeys import SETTINGS
+from relay.http.appkeys import CONFIG
 
 
 def same_secret(given: str, expected: str) -> bool:
@@ -25,7 +25,7 @@ def bearer(request: web.Request) -> str | None:
 
 def admin_chain(request: web.Request) -> config.Chain:
     """The admin token, then the configured chain that the path's {chain} names (404)."""
-    settings = request.app[SETTINGS]
+    settings = request.app[CONFIG].current
     require_admin(request)
     name = request.match_info["chain"]
     chain = settings.chain(name)
@@ -36,6 +36,6 @@ def admin_chain(request: web.Request) -> config.Chain:
 
 def require_admin(request: web.Request) -> None:
     given = bearer(request)
-    if given is None or not same_secret(given, request.app[SETTINGS].server.admin_token):
+    if given is None or not same_secret(given, request.app[CONFIG].current.server.admin_token):
         raise errors.HTTPError(401, "this needs Authorization: Bearer <admin_token>",
                                headers={"WWW-Authenticate": 'Bearer realm="relay"'})

@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from relay import errors
-from relay.http.appkeys import SETTINGS
+from relay.http.appkeys import CONFIG
 
 
 async def read_body(request: web.Request, limit: int, timeout: float | None = None) -> bytes:
@@ -24,7 +24,7 @@ async def read_body(request: web.Request, limit: int, timeout: float | None = No
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     if timeout is None:
-        timeout = request.app[SETTINGS].server.read_timeout
+        timeout = request.app[CONFIG].current.server.read_timeout
     try:
         if request.content.is_eof():
             # Already received whole (a small body comes with its headers): no wait, so no
@@ -58,7 +58,7 @@ async def read_object(request: web.Request, *, empty_is_object: bool = False
                       ) -> tuple[dict[str, Any], str]:
     """The body as a JSON object (and as text), within [server] max_body_bytes and
     max_json_depth; with `empty_is_object`, an empty body is {}."""
-    server = request.app[SETTINGS].server
+    server = request.app[CONFIG].current.server
     body = await read_body(request, server.max_body_bytes)
     if empty_is_object and not body.strip():
         return {}, ""

@@ -9,11 +9,11 @@ from aiohttp import web
 from relay import errors, logs, models, schemas
 from relay.engine import apply
 from relay.http import answers, bodies
-from relay.http.appkeys import METRICS, SETTINGS, STORE, WORKER
+from relay.http.appkeys import CONFIG, METRICS, STORE, WORKER
 
 
 async def receive(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
+    live = request.app[CONFIG]
     document, _ = await bodies.read_object(request)
     details = schemas.validate("callback", document)
     if details:
@@ -29,7 +29,7 @@ async def receive(request: web.Request) -> web.Response:
     relay_worker = request.app[WORKER]
     handoff = relay_worker.handoff_lease()
     applied = await request.app[STORE].write(
-        lambda tx: apply.callback(tx, settings, token, verdict, time.time(), handoff))
+        lambda tx: apply.callback(tx, live, token, verdict, time.time(), handoff))
     relay_worker.take(applied.handoff)
     logs.get().info("callback", delivery=applied.delivery_id, chain=applied.chain,
                     step=applied.idx, target=applied.name, state=verdict.state,

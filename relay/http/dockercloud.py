@@ -16,7 +16,7 @@ from aiohttp import web
 from relay import config, errors, logs, schemas
 from relay.engine import redelivery
 from relay.http import answers, auth, bodies, intake
-from relay.http.appkeys import SETTINGS, STORE
+from relay.http.appkeys import CONFIG, STORE
 from relay.models import iso
 from relay.store import triggers
 
@@ -25,7 +25,7 @@ SCALEUP_REFUSED = ("SCALEUP is not offered: relay runs chains of webhooks and ha
 
 
 async def listing(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
+    settings = request.app[CONFIG].current
     chain = auth.admin_chain(request)
     rows = await request.app[STORE].read(lambda tx: triggers.listing(tx, chain.name))
     return answers.respond({"meta": {"total_count": len(rows)},
@@ -33,7 +33,7 @@ async def listing(request: web.Request) -> web.Response:
 
 
 async def create(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
+    settings = request.app[CONFIG].current
     chain = auth.admin_chain(request)
     document, _ = await bodies.read_object(request, empty_is_object=True)
     details = schemas.validate("trigger", document)
@@ -53,7 +53,7 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def show(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
+    settings = request.app[CONFIG].current
     chain = auth.admin_chain(request)
     trigger_id = request.match_info["id"]
     row = await request.app[STORE].read(lambda tx: triggers.get(tx, chain.name, trigger_id))
@@ -74,10 +74,11 @@ async def delete(request: web.Request) -> web.Response:
 
 async def call(request: web.Request) -> web.Response:
     """POST .../{id}/call/: no Authorization needed; the body, if any, is not read."""
-    settings = request.app[SETTINGS]
+    settings = request.app[CONFIG].current
     chain, trigger_id = request.match_info["chain"], request.match_info["id"]
     trigger, delivery_id = await request.app[STORE].write(
-        lambda tx: redelivery.redeploy(tx, settings, chain, trigger_id, time.time()))
+        lambda tx: redelivery.redeploy(tx, request.app[CONFIG], chain, trigger_id,
+                                      time.time()))
     logs.get().info("trigger.called", chain=chain, name=trigger["name"],
                     operation=trigger["operation"], delivery=delivery_id)
     return intake.accepted(settings, delivery_id)

@@ -15,20 +15,20 @@ from aiohttp import web
 from relay import config, redaction
 from relay.engine import notices
 from relay.http import answers, auth
-from relay.http.appkeys import SETTINGS, STORE
+from relay.http.appkeys import CONFIG, STORE
 from relay.store import chains
 from relay.store.base import Tx
 
 
 async def projects(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
+    settings = request.app[CONFIG].current
     auth.require_admin(request)
     shown = Shown(settings)
     return answers.respond({chain.name: shown.project(chain) for chain in settings.chains})
 
 
 async def statuses(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
+    settings = request.app[CONFIG].current
     auth.require_admin(request)
     names = [chain.name for chain in settings.chains]
     found = await request.app[STORE].read(lambda tx: _statuses(tx, names))
@@ -40,7 +40,7 @@ async def statuses(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     chain = auth.admin_chain(request)
     found = await request.app[STORE].read(lambda tx: chains.status(tx, chain.name))
-    return answers.respond(Shown(request.app[SETTINGS]).status(chain, found))
+    return answers.respond(Shown(request.app[CONFIG].current).status(chain, found))
 
 
 async def _statuses(tx: Tx, names: list[str]) -> dict[str, chains.Status]:

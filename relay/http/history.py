@@ -16,7 +16,7 @@ from aiohttp import web
 from relay import errors, logs, redaction
 from relay.engine import redelivery
 from relay.http import answers, auth, intake
-from relay.http.appkeys import SETTINGS, STORE
+from relay.http.appkeys import CONFIG, STORE
 from relay.models import HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, DeliveryState
 from relay.store import views
 
@@ -53,10 +53,10 @@ async def answer_show(request: web.Request) -> web.Response:
 
 
 async def answer_redeliver(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
+    settings = request.app[CONFIG].current
     original = request.match_info["id"]
     delivery_id = await request.app[STORE].write(
-        lambda tx: redelivery.redeliver(tx, settings, original, time.time()))
+        lambda tx: redelivery.redeliver(tx, request.app[CONFIG], original, time.time()))
     logs.get().info("push.redelivered", delivery=delivery_id, original=original)
     return intake.accepted(settings, delivery_id)
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from relay import config, errors, logs, registries, schemas
 from relay.http import answers, auth, bodies
-from relay.http.appkeys import LIMITS, METRICS, SETTINGS, STORE
+from relay.http.appkeys import CONFIG, LIMITS, METRICS, STORE
 from relay.models import Push
 from relay.store import Tx, deliveries
 
@@ -30,7 +30,7 @@ MAX_KEY_LENGTH = 255
 
 async def hook_with_token(request: web.Request) -> web.Response:
     """POST /hooks/{chain}/{token}: the token in the URL is the credential."""
-    chain = authorize(request.app[SETTINGS], request.match_info["chain"],
+    chain = authorize(request.app[CONFIG].current, request.match_info["chain"],
                       request.match_info["token"])
     return await take(request, chain)
 
@@ -39,7 +39,7 @@ async def hook_with_header(request: web.Request) -> web.Response:
     """POST /hooks/{chain} with `Authorization: Bearer <token>`, for registries that can only
     send static headers. The bare token is taken too: Harbor sends the auth header it was
     given verbatim, and its form asks for the whole header value."""
-    chain = authorize(request.app[SETTINGS], request.match_info["chain"],
+    chain = authorize(request.app[CONFIG].current, request.match_info["chain"],
                       auth.bearer(request) or request.headers.get("Authorization", "").strip())
     return await take(request, chain)
 
@@ -102,16 +102,17 @@ def _check_schema(chain: config.Chain, sender: registries.Sender,
 
 async def take_push(request: web.Request, chain: config.Chain, payload: dict[str, Any],
                     text: str, request_key: str | None) -> web.Response:
-    settings = request.app[SETTINGS]
+    settings = request.app[CONFIG].current
     metrics = request.app[METRICS]
     push = Push(chain.name, payload, text)
-    reason = ignored(chain, push.repository)
+    reason = ignored(chain, push.repository, push.tag)
     if reason is not None:
         metrics.pushed(chain.name, "ignored")
-        logs.get().info("push.ignored", chain=chain.name, repository=push.repository)
+        logs.get().info("push.ignored", chain=chain.name, repository=push.repository,
+                        tag=push.tag)
         return answers.respond({"ignored": reason})
     key = f"request:{request_key}" if request_key is not None else None
-    receipt = _receipt(chain)
+    receipt = _receipt(request, chain, push)
     stored = await request.app[STORE].write(
         lambda tx: deliveries.receive(tx, push, receipt, time.time(), key),
         alone=receipt.locks(key))
@@ -125,7 +126,7 @@ async def take_notification(request: web.Request, chain: config.Chain,
                             request_key: str | None) -> web.Response:
     """A registry's notification: each tag push in it is stored as a delivery (all in one
     transaction); everything else is answered 200 and stored nowhere."""
-    settings = request.app[SETTINGS]
+    settings = request.app[CONFIG].current
     described = registries.DESCRIPTIONS[sender]
     try:
         items = registries.translate(sender, document, chain.media_types, request_key)
@@ -146,15 +147,15 @@ async def take_notification(request: web.Request, chain: config.Chain,
         return answers.respond({"ignored": why,
                                 "events": [_event_json(settings, i, None) for i in items]})
 
-    receipt = _receipt(chain)
+    receipts = [_receipt(request, chain, push) for _, push in pushes]
 
     async def store_all(tx: Tx) -> list[deliveries.Stored]:
         now = time.time()
         return [await deliveries.receive(tx, push, receipt, now, item.key)
-                for item, push in pushes]
+                for (item, push), receipt in zip(pushes, receipts, strict=True)]
 
     results = await request.app[STORE].write(store_all, alone=any(
-        receipt.locks(item.key) for item, _ in pushes))
+        receipt.locks(item.key) for (item, _), receipt in zip(pushes, receipts, strict=True)))
     stored: dict[str, deliveries.Stored] = {}
     for (item, push), result in zip(pushes, results, strict=True):
         request.app[METRICS].pushed(chain.name, "accepted")
@@ -171,7 +172,8 @@ def _for_chain(chain: config.Chain, item: registries.Item) -> registries.Item:
     """A push of a repository that the chain's `repositories` leave out is a skip too."""
     if isinstance(item, registries.Skip):
         return item
-    reason = ignored(chain, str(item.payload["repository"]["repo_name"]))
+    reason = ignored(chain, str(item.payload["repository"]["repo_name"]),
+                     str(item.payload["push_data"].get("tag") or ""))
     return item if reason is None else registries.Skip(item.pointer, item.event, reason)
 
 
@@ -196,8 +198,13 @@ def _as_push(chain: config.Chain, item: registries.TagPush) -> Push:
     return Push(chain.name, item.payload, answers.dumps(item.payload).decode())
 
 
-def _receipt(chain: config.Chain) -> deliveries.Receipt:
-    return deliveries.Receipt(chain.steps, chain.coalesce, chain.idempotency_window)
+def _receipt(request: web.Request, chain: config.Chain, push: Push) -> deliveries.Receipt:
+    """How `chain` stores `push`. A reload during the request leaves the version unknown:
+    admission then plans the delivery's steps again with the configuration it starts under."""
+    live = request.app[CONFIG]
+    version = live.version if live.current.chain(chain.name) is chain else None
+    return deliveries.Receipt(chain.steps_for(push.tag), chain.coalesce,
+                              chain.idempotency_window, version)
 
 
 def idempotency_key(request: web.Request) -> str | None:
@@ -246,12 +253,14 @@ def _log_stored(chain: config.Chain, push: Push, stored: deliveries.Stored, *,
                     repository=push.repository, tag=push.tag, **extra)
 
 
-def ignored(chain: config.Chain, repository: str) -> str | None:
-    """Why a push is not for this chain, or None when its repository matches the filter."""
-    if not chain.repositories:
-        return None
-    if any(fnmatch.fnmatchcase(repository, pattern) for pattern in chain.repositories):
-        return None
-    patterns = ", ".join(chain.repositories)
-    return f"repository {repository} matches none of chain {chain.name}'s repositories " \
-           f"({patterns})"
+def ignored(chain: config.Chain, repository: str, tag: str) -> str | None:
+    """Why a push is not for this chain (its `repositories` and `tags` filters), or None."""
+    if chain.repositories and not any(fnmatch.fnmatchcase(repository, pattern)
+                                      for pattern in chain.repositories):
+        patterns = ", ".join(chain.repositories)
+        return (f"repository {repository} matches none of chain {chain.name}'s repositories "
+                f"({patterns})")
+    if not chain.takes(tag):
+        what = f"tag {tag}" if tag else "a push without a tag"
+        return f"{what} matches none of chain {chain.name}'s tags ({', '.join(chain.tags)})"
+    return None

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from relay import errors, logs, redaction, schemas
 from relay.http import answers, auth, bodies
-from relay.http.appkeys import SETTINGS, STORE
+from relay.http.appkeys import CONFIG, STORE
 from relay.models import iso
 from relay.store import kudu_hooks
 
@@ -21,7 +21,7 @@ _MAX_ID_DIGITS = 18  # a BIGINT
 
 
 async def subscribe(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
+    settings = request.app[CONFIG].current
     auth.require_admin(request)
     document, _ = await bodies.read_object(request)
     details = schemas.validate("kudu-hook", document)

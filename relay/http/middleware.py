@@ -9,7 +9,7 @@ from aiohttp import web
 
 from relay import errors, logs
 from relay.http import answers, bodies
-from relay.http.appkeys import SETTINGS
+from relay.http.appkeys import CONFIG
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -35,7 +35,7 @@ def error_middleware() -> Any:
                                    status)
         except web.HTTPRequestEntityTooLarge:
             # A handler that read the body itself instead of through read_body.
-            limit = request.app[SETTINGS].server.max_body_bytes
+            limit = request.app[CONFIG].current.server.max_body_bytes
             return answers.respond(bodies.too_large(limit).body(), 413)
         except web.HTTPException as exc:
             if exc.status < 400:

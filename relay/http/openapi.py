@@ -227,6 +227,13 @@ OPERATIONS: dict[tuple[str, str], Fragment] = {
                  409: error("The delivery's chain is no longer configured"),
                  503: STORE_DOWN}),
     # -- operations ------------------------------------------------------------------------
+    ("POST", "/api/reload"): operation(
+        "Read the config file again", tag="operations", security=ADMIN,
+        description="As SIGHUP does: new and changed chains and targets apply to deliveries "
+                    "that start after it; running deliveries keep theirs. A file that does "
+                    "not parse or check keeps the old configuration serving (`422`).",
+        answers={200: json_answer("Reloaded", ref("Reloaded")), 401: UNAUTHORIZED,
+                 422: error("The file has a mistake (named in `error`); nothing changed")}),
     ("GET", "/healthz"): operation(
         "Liveness", tag="operations", security=NO_AUTH,
         answers={200: json_answer("Serving", ref("Status"))}),
@@ -337,6 +344,15 @@ SCHEMAS: dict[str, Fragment] = {
                                "message": {"type": "string"}}}},
         },
     },
+    "Reloaded": {
+        "type": "object", "required": ["version", "changed", "chains", "restart_needed"],
+        "properties": {
+            "version": {"type": "string", "description": "a digest of the configuration"},
+            "changed": {"type": "boolean"},
+            "chains": {"type": "array", "items": {"type": "string"}},
+            "restart_needed": {"type": "array", "items": {"type": "string"},
+                               "description": "keys that changed but apply only after a "
+                                              "restart ([server], [store] url, ...)"}}},
     "Accepted": {
         "type": "object", "required": ["id", "status_url"],
         "properties": {"id": {"type": "string"}, "status_url": {"type": "string"},

@@ -39,9 +39,24 @@ class Limits:
     def __init__(self, chains: Iterable[config.Chain],
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
+        chains = tuple(chains)
         now = clock()
         self.buckets = {chain.name: TokenBucket(chain.rate_limit, now)
                         for chain in chains if chain.rate_limit is not None}
+        self.rates = {chain.name: chain.rate_limit for chain in chains
+                      if chain.rate_limit is not None}
+
+    def configured(self, settings: config.Settings) -> None:
+        """After a reload: a bucket for each chain with a rate limit; one whose limit did not
+        change keeps what it has used."""
+        now = self.clock()
+        self.buckets = {
+            chain.name: (self.buckets[chain.name] if chain.name in self.buckets
+                         and self.rates.get(chain.name) == chain.rate_limit
+                         else TokenBucket(chain.rate_limit, now))
+            for chain in settings.chains if chain.rate_limit is not None}
+        self.rates = {chain.name: chain.rate_limit for chain in settings.chains
+                      if chain.rate_limit is not None}
 
     def wait(self, chain_name: str) -> float:
         """0 when chain `chain_name` may take one more request now, else seconds to wait."""

@@ -7,31 +7,29 @@ a claim only takes sends that are due, with SKIP LOCKED.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from relay import errors, models
 from relay.models import DeliveryState, Push, SendKind, StepState
 from relay.store import idempotency, sends
-from relay.store.base import Row, Tx
+from relay.store.base import Row, Tx, placeholders
 
-StepPlan = tuple[str, str]
-"""A step to store with a delivery: the target's name and URL."""
+StepPlan = tuple[str, str, str | None]
+"""A step to store with a delivery: the target's name and URL, and why it is skipped (its
+target does not take the push's tag), or None."""
 
 
 async def accept(tx: Tx, push: Push, steps: Sequence[StepPlan], now: float, *,
-                 delivery_id: str | None = None, hold_until: float | None = None) -> str:
-    """Store a push as a pending delivery with one pending step per target; one with
-    `hold_until` is not started before then."""
+                 delivery_id: str | None = None, hold_until: float | None = None,
+                 config: str | None = None) -> str:
+    """Store a push as a pending delivery with one step per target, run with configuration
+    `config`; one with `hold_until` is not started before then."""
     delivery_id = delivery_id or models.new_delivery_id(now)
     row = (delivery_id, push.chain, DeliveryState.PENDING, push.source, now, push.text,
            push.repository, push.tag, push.revision, push.pusher, push.redelivery_of,
-           hold_until)
-    secrets = models.new_step_secrets(len(steps))
-    rows = [(delivery_id, SendKind.STEP, index, name, url, StepState.PENDING, message_id,
-             token)
-            for index, ((name, url), (message_id, token)) in enumerate(
-                zip(steps, secrets, strict=True))]
+           hold_until, config)
+    rows = _step_rows(delivery_id, steps)
     if hold_until is None:
         # Appended, not executed: a group commit inserts all its deliveries in one statement.
         tx.append(_INSERT_DELIVERY, row)
@@ -46,13 +44,21 @@ async def accept(tx: Tx, push: Push, steps: Sequence[StepPlan], now: float, *,
     return delivery_id
 
 
+def _step_rows(delivery_id: str, steps: Sequence[StepPlan]) -> list[tuple[object, ...]]:
+    secrets = models.new_step_secrets(len(steps))
+    return [(delivery_id, SendKind.STEP, index, name, url,
+             StepState.SKIPPED if skipped else StepState.PENDING, message_id, token, skipped)
+            for index, ((name, url, skipped), (message_id, token)) in enumerate(
+                zip(steps, secrets, strict=True))]
+
+
 _INSERT_DELIVERY = (
     "INSERT INTO deliveries (id, chain, state, source, received_at, payload, repository, tag,"
-    " revision, pusher, redelivery_of, hold_until)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+    " revision, pusher, redelivery_of, hold_until, config)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
 _INSERT_STEP = (
-    "INSERT INTO sends (delivery_id, kind, idx, name, url, state, message_id, token)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+    "INSERT INTO sends (delivery_id, kind, idx, name, url, state, message_id, token, reason)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
 
 
 @dataclass(frozen=True)
@@ -68,11 +74,13 @@ class Stored:
 
 @dataclass(frozen=True)
 class Receipt:
-    """How a chain takes pushes: its steps, coalescing window and idempotency window."""
+    """How a chain takes a push: the steps it makes, its coalescing window, its idempotency
+    window, and the configuration version it runs with."""
 
     steps: Sequence[StepPlan]
     coalesce: float = 0.0
     idempotency_window: float = 24 * 3600.0
+    config: str | None = None
 
     def locks(self, key: str | None) -> bool:
         """Whether `receive` takes locks (a repeat's key, a coalescing window): such a
@@ -88,7 +96,7 @@ async def receive(tx: Tx, push: Push, receipt: Receipt, now: float,
     wins)."""
     coalescing = receipt.coalesce > 0 and bool(push.tag)
     if key is None and not coalescing:
-        return Stored(await accept(tx, push, receipt.steps, now))
+        return Stored(await accept(tx, push, receipt.steps, now, config=receipt.config))
     held = None
     if coalescing:
         # The lock admission takes: a held delivery cannot start while a push merges into
@@ -113,18 +121,18 @@ async def receive(tx: Tx, push: Push, receipt: Receipt, now: float,
         return Stored(delivery_id, merged=held["merged"] + 1)
     hold_until = now + receipt.coalesce if coalescing else None
     return Stored(await accept(tx, push, receipt.steps, now, delivery_id=delivery_id,
-                               hold_until=hold_until))
+                               hold_until=hold_until, config=receipt.config))
 
 
 async def find(tx: Tx, delivery_id: str) -> Row | None:
-    """A delivery's id, chain and payload: what a redelivery needs."""
-    return await tx.fetchrow("SELECT id, chain, payload FROM deliveries WHERE id = $1",
-                             delivery_id)
+    """A delivery's id, chain, payload, tag and configuration version."""
+    return await tx.fetchrow("SELECT id, chain, payload, tag, config FROM deliveries"
+                             " WHERE id = $1", delivery_id)
 
 
 async def latest(tx: Tx, chain: str) -> Row | None:
     """The chain's last accepted delivery (id, chain, payload)."""
-    return await tx.fetchrow("SELECT id, chain, payload FROM deliveries WHERE chain = $1"
+    return await tx.fetchrow("SELECT id, chain, payload, tag FROM deliveries WHERE chain = $1"
                              " ORDER BY id DESC LIMIT 1", chain)
 
 
@@ -132,50 +140,146 @@ async def lock(tx: Tx, delivery_id: str) -> Row:
     """Lock a delivery for a change to its sends (callbacks, answers, expiry, release).
     None of these units takes a named lock: those that do (admission, a coalescing or
     idempotent receive) run alone (see Store.write), so group commits cannot deadlock."""
-    row = await tx.fetchrow("SELECT chain FROM deliveries WHERE id = $1 FOR UPDATE",
+    row = await tx.fetchrow("SELECT chain, config FROM deliveries WHERE id = $1 FOR UPDATE",
                             delivery_id)
     if row is None:
         raise errors.StoreError(f"delivery {delivery_id} vanished")
     return row
 
 
-async def admit(tx: Tx, limits: Mapping[str, int], now: float) -> None:
-    """Start pending deliveries, oldest first, while their chain (a key of `limits`) runs
-    fewer than its limit. A delivery held for coalescing waits until its `hold_until` (and
-    holds up later ones of its chain, which keeps their order).
+@dataclass(frozen=True)
+class Admission:
+    """How one chain admits its pending deliveries."""
 
-    Costs a few index look-ups per chain, however long the backlog is.
+    limit: int
+    """How many may run at once."""
+    order: str = "chain"
+    """"chain": one at a time in arrival order, held up by the oldest; "tag": the same, but
+    per repository and tag; "none": any pending delivery may start."""
+    config: str | None = None
+    """The configuration version new starts run with: a delivery accepted under another one
+    gets its steps planned again, by `plan` (its tag -> its steps)."""
+    plan: Callable[[str], Sequence[StepPlan]] | None = None
+
+
+PLACE = 1000
+"""Pending deliveries one admission places in their lanes, per chain ordered by tag."""
+
+
+async def admit(tx: Tx, chains: Mapping[str, Admission], now: float) -> list[str]:
+    """Start pending deliveries, oldest first, while their chain runs fewer than its limit,
+    in the chain's order. A delivery held for coalescing waits until its `hold_until` (and,
+    but for order "none", holds up the later ones it must precede).
+
+    Returns the deliveries started with no step to run (every one skipped): the caller ends
+    them. Costs a few index look-ups per chain, however long the backlog is: a delivery of a
+    chain ordered by tag is placed in its lane once, and made ready when the one before it
+    ends.
     """
-    for name, limit in limits.items():
-        if await _running(tx, name) >= limit or not _may_start(await tx.fetchrow(
-                "SELECT hold_until FROM deliveries WHERE state = 'pending' AND chain = $1"
-                " ORDER BY id LIMIT 1", name), now):
+    unstarted: list[str] = []
+    for name, rule in chains.items():
+        if await _running(tx, name) >= rule.limit or not await _startable(tx, name, rule, now):
             continue
         await tx.lock(f"chain:{name}")
         # Counted again under the lock: another process may have admitted meanwhile.
-        free = limit - await _running(tx, name)
+        free = rule.limit - await _running(tx, name)
         if free <= 0:
             continue
-        rows = await tx.fetch(
-            "SELECT id, hold_until FROM deliveries WHERE state = 'pending' AND chain = $1"
-            " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED", name, free)
-        for row in rows:
+        if rule.order == "tag":
+            await _place(tx, name)
+        for row in await _candidates(tx, name, rule, free, now):
             if not _may_start(row, now):
-                break
-            await tx.execute("UPDATE deliveries SET state = 'running', started_at = $2,"
-                             " hold_until = NULL WHERE id = $1", row["id"], now)
-            await sends.start_step(tx, row["id"], 0, now)
-            tx.wake()
+                break  # order "chain": the oldest holds up the rest
+            if not await _start(tx, row, rule, now):
+                unstarted.append(row["id"])
+    return unstarted
 
 
-def _may_start(pending: Row | None, now: float) -> bool:
-    return pending is not None and (pending["hold_until"] is None
-                                    or pending["hold_until"] <= now)
+_OPEN_COLUMNS = "id, repository, tag, hold_until, config"
+
+
+async def _candidates(tx: Tx, name: str, rule: Admission, free: int, now: float) -> list[Row]:
+    if rule.order == "chain":
+        return await tx.fetch(
+            f"SELECT {_OPEN_COLUMNS} FROM deliveries WHERE state = 'pending' AND chain = $1"
+            " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED", name, free)
+    ready = " AND lane = 'ready'" if rule.order == "tag" else ""
+    return await tx.fetch(
+        f"SELECT {_OPEN_COLUMNS} FROM deliveries WHERE state = 'pending' AND chain = $1{ready}"
+        " AND (hold_until IS NULL OR hold_until <= $2) ORDER BY id LIMIT $3"
+        " FOR UPDATE SKIP LOCKED", name, now, free)
+
+
+async def _startable(tx: Tx, name: str, rule: Admission, now: float) -> bool:
+    """Whether the chain may have a delivery to start (checked before taking its lock)."""
+    if rule.order == "chain":
+        return _may_start(await tx.fetchrow(
+            "SELECT hold_until FROM deliveries WHERE state = 'pending' AND chain = $1"
+            " ORDER BY id LIMIT 1", name), now)
+    lane = " AND (lane IS NULL OR lane = 'ready')" if rule.order == "tag" else ""
+    return await tx.fetchval(
+        f"SELECT 1 FROM deliveries WHERE state = 'pending' AND chain = $1{lane}"
+        " AND (hold_until IS NULL OR hold_until <= $2) LIMIT 1", name, now) is not None
+
+
+async def _place(tx: Tx, chain: str) -> None:
+    """Put the chain's new pending deliveries in their lanes: ready when no older delivery of
+    the same repository and tag is open, queued behind it otherwise."""
+    rows = await tx.fetch(
+        "SELECT id, repository, tag FROM deliveries WHERE state = 'pending' AND chain = $1"
+        " AND lane IS NULL ORDER BY id LIMIT $2", chain, PLACE)
+    lanes: dict[str, list[str]] = {"ready": [], "queued": []}
+    for row in rows:
+        ahead = await tx.fetchval(
+            "SELECT 1 FROM deliveries WHERE chain = $1 AND repository = $2 AND tag = $3"
+            " AND state IN ('pending', 'running') AND id < $4 LIMIT 1",
+            chain, row["repository"], row["tag"], row["id"])
+        lanes["queued" if ahead else "ready"].append(row["id"])
+    for lane, ids in lanes.items():
+        if ids:
+            await tx.execute(f"UPDATE deliveries SET lane = $1"
+                             f" WHERE id IN ({placeholders(2, len(ids))})", lane, *ids)
+
+
+async def _next_in_lane(tx: Tx, ended: Row) -> None:
+    """The delivery queued behind one that ended becomes ready."""
+    following = await tx.fetchval(
+        "SELECT min(id) FROM deliveries WHERE chain = $1 AND repository = $2 AND tag = $3"
+        " AND state = 'pending' AND lane = 'queued'",
+        ended["chain"], ended["repository"], ended["tag"])
+    if following is not None:
+        await tx.execute("UPDATE deliveries SET lane = 'ready' WHERE id = $1", following)
+
+
+async def _start(tx: Tx, row: Row, rule: Admission, now: float) -> bool:
+    """Run a pending delivery: its first step that is not skipped becomes due. False when
+    every step is skipped."""
+    replan = rule.plan is not None and rule.config is not None and row["config"] != rule.config
+    await tx.execute("UPDATE deliveries SET state = 'running', started_at = $2,"
+                     " hold_until = NULL, config = $3 WHERE id = $1",
+                     row["id"], now, rule.config if replan else row["config"])
+    if replan:
+        assert rule.plan is not None
+        # Accepted under an earlier configuration: it runs with the one it starts under.
+        await tx.execute("DELETE FROM sends WHERE delivery_id = $1 AND kind = 'step'",
+                         row["id"])
+        await tx.executemany(_INSERT_STEP, _step_rows(row["id"], rule.plan(row["tag"])))
+    first = await sends.next_pending(tx, row["id"], -1)
+    if first is None:
+        return False
+    await sends.start_step(tx, row["id"], first, now)
+    tx.wake()
+    return True
 
 
 async def _running(tx: Tx, chain_name: str) -> int:
     return int(await tx.fetchval(
         "SELECT count(*) FROM deliveries WHERE state = 'running' AND chain = $1", chain_name))
+
+
+def _may_start(pending: Row | None, now: float) -> bool:
+    return pending is not None and (pending["hold_until"] is None
+                                    or pending["hold_until"] <= now)
 
 
 async def chains_pending(tx: Tx) -> set[str]:
@@ -199,6 +303,7 @@ async def finish(tx: Tx, delivery_id: str, state: DeliveryState, now: float,
                                  " summary = $4 WHERE id = $1 RETURNING *",
                                  delivery_id, state, now, summary)
     assert delivery is not None
+    await _next_in_lane(tx, delivery)
     # The chain's next delivery is admitted by the next dispatch, which this wakes.
     tx.wake()
     return delivery

@@ -133,6 +133,18 @@ MIGRATIONS: list[list[str]] = [
     [
         "CREATE INDEX sends_ref_due ON sends (ref) WHERE ref IS NOT NULL AND due_at IS NOT NULL",
     ],
+    # 5: order per tag, and reload. `config` is the version of the configuration a delivery
+    #    runs with (a reload leaves running deliveries on theirs). `lane` places a pending
+    #    delivery of a chain ordered by tag: NULL not yet placed, 'ready' first of its
+    #    repository and tag, 'queued' behind an older one (made ready when that one ends);
+    #    deliveries_open finds, per repository and tag, what is pending or running.
+    [
+        "ALTER TABLE deliveries ADD COLUMN config TEXT",
+        "ALTER TABLE deliveries ADD COLUMN lane TEXT",
+        "CREATE INDEX deliveries_open ON deliveries (chain, repository, tag, id)"
+        " WHERE state IN ('pending', 'running')",
+        "CREATE INDEX deliveries_lane ON deliveries (chain, lane, id) WHERE state = 'pending'",
+    ],
 ]
 
 

@@ -38,6 +38,8 @@ class Claimed:
     insecure: bool
     attempt: int
     lease: str
+    config: str | None = None
+    """The configuration version its delivery runs with."""
 
 
 def worker_of(lease: str) -> str:
@@ -85,7 +87,7 @@ async def take(tx: Tx, lease: str, lease_until: float, now: float,
     delivery_ids = sorted({row["delivery_id"] for row in rows})
     deliveries = {
         d["id"]: d for d in await tx.fetch(
-            f"SELECT id, chain, payload FROM deliveries"
+            f"SELECT id, chain, payload, config FROM deliveries"
             f" WHERE id IN ({placeholders(1, len(delivery_ids))})", *delivery_ids)}
     return [
         Claimed(id=row["id"], delivery_id=row["delivery_id"],
@@ -95,7 +97,8 @@ async def take(tx: Tx, lease: str, lease_until: float, now: float,
                 token=row["token"], body=row["body"],
                 payload=deliveries[row["delivery_id"]]["payload"]
                 if row["kind"] == SendKind.STEP else None,
-                insecure=bool(row["insecure"]), attempt=row["attempts"], lease=lease)
+                insecure=bool(row["insecure"]), attempt=row["attempts"], lease=lease,
+                config=deliveries[row["delivery_id"]]["config"])
         for row in sorted(rows, key=lambda r: r["id"])]
 
 
@@ -165,9 +168,20 @@ async def record_callback(tx: Tx, send_id: int, verdict: models.Callback,
         now)
 
 
-async def step_count(tx: Tx, delivery_id: str) -> int:
-    return int(await tx.fetchval("SELECT count(*) FROM sends WHERE delivery_id = $1"
-                                 " AND kind = 'step'", delivery_id))
+async def step_states(tx: Tx, delivery_id: str) -> list[StepState]:
+    """The state of each of a delivery's steps, in chain order."""
+    rows = await tx.fetch("SELECT state FROM sends WHERE delivery_id = $1 AND kind = 'step'"
+                          " ORDER BY idx", delivery_id)
+    return [StepState(row["state"]) for row in rows]
+
+
+async def next_pending(tx: Tx, delivery_id: str, after: int) -> int | None:
+    """The index of the delivery's first step after `after` that waits to be sent (one whose
+    target does not take the push's tag is skipped already)."""
+    found = await tx.fetchval(
+        "SELECT min(idx) FROM sends WHERE delivery_id = $1 AND kind = 'step'"
+        " AND state = 'pending' AND idx > $2", delivery_id, after)
+    return None if found is None else int(found)
 
 
 async def start_step(tx: Tx, delivery_id: str, index: int, now: float) -> Row | None:

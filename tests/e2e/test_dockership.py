@@ -134,7 +134,7 @@ async def test_rest_projects_shows_chains_without_their_secrets(
     assert projects["main"] == {
         "Name": "main", "Environment": "production",
         "WebHook": "http://127.0.0.1:9/dockership",
-        "Repositories": ["svendowideit/*"], "Concurrency": 1,
+        "Repositories": ["svendowideit/*"], "Concurrency": 16,
         "Targets": [
             {"Name": "ci", "URL": "http://127.0.0.1:9/ci", "AwaitCallback": True,
              "Signed": True},
@@ -152,7 +152,7 @@ async def test_rest_status_shows_last_revision_outcome_and_what_runs(
         start_relay: StartRelay, start_target: StartTarget) -> None:
     ci = await start_target(Reply(), Reply(callback="failure"), default=Reply(callback=None))
     relay = await start_relay(chains=[
-        {"name": "main", "environment": "production",
+        {"name": "main", "environment": "production", "order": "chain", "concurrency": 1,
          "targets": [{"name": "ci", "url": ci.url}]},
         {"name": "idle", "targets": [{"name": "ci", "url": ci.url}]}])
     succeeded = await relay.wait_for(await relay.push(seed_push(tag="v1")))

@@ -13,8 +13,10 @@ async def _two_chains(start_relay: StartRelay, start_target: StartTarget) -> Rel
     ok = await start_target()
     failing = await start_target(default=Reply(callback="failure"))
     return await start_relay(chains=[
-        {"name": "main", "concurrency": 4, "targets": [{"name": "ci", "url": ok.url}]},
-        {"name": "other", "concurrency": 4, "targets": [{"name": "ci", "url": failing.url}]},
+        {"name": "main", "concurrency": 4, "order": "chain",
+         "targets": [{"name": "ci", "url": ok.url}]},
+        {"name": "other", "concurrency": 4, "order": "chain",
+         "targets": [{"name": "ci", "url": failing.url}]},
     ])
 
 

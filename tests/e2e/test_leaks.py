@@ -84,7 +84,8 @@ async def test_a_full_run_leaks_no_secret(start_relay: StartRelay, start_target:
         "?token=${RELAY_LEAK_URL_TOKEN}&build=1"
     relay = await start_relay(
         chains=[
-            {"name": "main", "token": [CHAIN_TOKEN, OLD_TOKEN], "concurrency": 5, "targets": [
+            {"name": "main", "token": [CHAIN_TOKEN, OLD_TOKEN], "concurrency": 5,
+             "order": "chain", "targets": [
                 {"name": "ci", "url": ci_url, "secret": SIGNING_SECRET, **FAST},
                 {"name": "deploy", "url": deploy.url, "secret": "${RELAY_LEAK_SIGNING}"}]},
             {"name": "other", "token": OTHER_TOKEN, "targets": [

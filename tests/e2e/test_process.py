@@ -99,7 +99,7 @@ async def test_sigkill_mid_chain_loses_nothing(tmp_path: Path,
     down = free_socket()  # the second target of `main` is down until after the restart
     fast_retries = {"backoff_initial": 0.05, "backoff_max": 0.3, "attempts": 100}
     relay = _process(tmp_path, [
-        {"name": "main", "concurrency": 5, "targets": [
+        {"name": "main", "concurrency": 5, "order": "chain", "targets": [
             {"name": "ci", "url": first.url},
             {"name": "deploy", "url": f"http://127.0.0.1:{down.getsockname()[1]}/hook",
              **fast_retries}]},

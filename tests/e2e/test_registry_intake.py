@@ -398,7 +398,8 @@ async def test_pushes_of_one_tag_within_the_window_are_one_delivery(
 
 async def test_a_held_delivery_keeps_its_place_in_the_chains_order(
         start_relay: StartRelay, target: Target) -> None:
-    relay = await start_relay(chains=[{"name": "main", "coalesce": "1s",
+    relay = await start_relay(chains=[{"name": "main", "coalesce": "1s", "order": "chain",
+                                       "concurrency": 1,
                                        "targets": [{"name": "ci", "url": target.url}]}])
     held = await relay.push(_tag_push("latest", 1))
     # Docker Hub's automated-build shape has no tag: nothing to coalesce, not held.

@@ -156,7 +156,7 @@ async def test_three_processes_share_the_work_and_survive_a_sigkill(
         relay.config_path.write_text(render_config(
             port=relay.port, store_url=store_url,
             delivery={"timeout": 2, "backoff_initial": 0.05, "backoff_max": 0.5},
-            chains=[{"name": "main", "concurrency": 25, "targets": [
+            chains=[{"name": "main", "concurrency": 25, "order": "chain", "targets": [
                 {"name": "ci", "url": ci.url}, {"name": "deploy", "url": deploy.url}]}]))
     try:
         for relay in relays:

@@ -42,7 +42,8 @@ def test_defaults_fill_what_is_left_out() -> None:
     settings = config.parse(MINIMAL)
 
     assert settings.server.host == "127.0.0.1"
-    assert settings.chains[0].concurrency == 1
+    assert settings.chains[0].concurrency == 16
+    assert settings.chains[0].order is config.Order.TAG
     assert settings.chains[0].targets[0].await_callback is True
     assert settings.chains[0].targets[0].policy == config.SendPolicy()
 

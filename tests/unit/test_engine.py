@@ -55,7 +55,8 @@ async def _push(store: Store, settings: config.Settings, now: float) -> str:
     text = json.dumps(SEED_TAG_PUSH)
     push = Push("main", json.loads(text), text)
     return await store.write(lambda tx: deliveries.accept(
-        tx, push, settings.chains[0].steps, now))
+        tx, push, settings.chains[0].steps_for(push.tag), now,
+        config=config.version_of(settings)))
 
 
 async def _shown(store: Store, delivery_id: str) -> dict[str, Any]:
@@ -134,7 +135,7 @@ async def test_a_callback_hands_the_next_step_to_the_worker(
     token = two.first.requests[0].json["callback_url"].rsplit("/", 1)[1]
     lease = two.worker.handoff_lease()
     applied = await store.write(lambda tx: apply.callback(
-        tx, two.settings, token, Callback(CallbackState.SUCCESS, "387 tests PASSED"),
+        tx, config.Live(two.settings), token, Callback(CallbackState.SUCCESS, "387 tests PASSED"),
         two.clock.now, lease))
     two.worker.take(applied.handoff)
     assert [c.idx for c in applied.handoff] == [1]

@@ -20,10 +20,12 @@ TEXT = '{"push_data": {"tag": "latest"}, "repository": {"repo_name": "a/b"}}'
 
 def _settings(concurrency: int = 1, timeout: float = 1.0) -> config.Settings:
     policy = config.SendPolicy(timeout=timeout, attempts=3, backoff_initial=0.01,
-                           backoff_max=0.01)
+                               backoff_max=0.01)
     target = config.Target(name="ci", url="http://127.0.0.1:9/hook", policy=policy)
+    # Every push here is of one tag: ordered by chain, as all deliveries were before
+    # `order` existed (tests/unit/test_admission.py has the orders).
     main = config.Chain(name="main", token="x" * 16, targets=(target, target),
-                        concurrency=concurrency)
+                        concurrency=concurrency, order=config.Order.CHAIN)
     return config.Settings(chains=(main,))
 
 
@@ -37,13 +39,15 @@ async def store(store_url: str) -> AsyncIterator[Store]:
 async def _accept(store: Store, settings: config.Settings, now: float = 1000.0) -> str:
     push = Push("main", dict(SEED_TAG_PUSH), TEXT)
     return await store.write(
-        lambda tx: deliveries.accept(tx, push, settings.chains[0].steps[:1], now))
+        lambda tx: deliveries.accept(tx, push, settings.chains[0].steps_for("latest")[:1], now,
+                                     config=config.version_of(settings)))
 
 
 async def _dispatch(store: Store, settings: config.Settings, lease: str, now: float,
                     limit: int = 10) -> list[sends.Claimed]:
     claimed, _ = await store.write(
-        lambda tx: worker.dispatch(tx, settings, lease, now, limit, limit), alone=True)
+        lambda tx: worker.dispatch(tx, config.Live(settings), lease, now, limit, limit),
+        alone=True)
     return claimed
 
 
@@ -83,9 +87,9 @@ async def test_an_answer_after_the_lease_was_lost_changes_nothing(store: Store) 
     answer = chain.Answer(503, None, 1.0)
 
     late = await store.write(lambda tx: apply.record_attempt(
-        tx, settings, mine, answer, 1001.0))
+        tx, config.Live(settings), mine, answer, 1001.0))
     current = await store.write(lambda tx: apply.record_attempt(
-        tx, settings, theirs, chain.Answer(200, None, 1.0), 1050.0))
+        tx, config.Live(settings), theirs, chain.Answer(200, None, 1.0), 1050.0))
 
     assert isinstance(late.decision, chain.Ignore)
     assert isinstance(current.decision, chain.Await)
@@ -134,9 +138,9 @@ async def test_a_callback_settles_a_step_that_is_still_being_sent(store: Store) 
     token = claimed.token
 
     applied = await store.write(lambda tx: apply.callback(
-        tx, settings, token, Callback(CallbackState.SUCCESS), 1000.5))
+        tx, config.Live(settings), token, Callback(CallbackState.SUCCESS), 1000.5))
     answered = await store.write(lambda tx: apply.record_attempt(
-        tx, settings, claimed, chain.Answer(200, None, 1.0), 1001.0))
+        tx, config.Live(settings), claimed, chain.Answer(200, None, 1.0), 1001.0))
 
     assert applied.finished == "success"
     assert answered.decision == chain.Ignore("already success")

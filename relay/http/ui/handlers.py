@@ -18,7 +18,7 @@ from aiohttp import web
 
 from relay import errors, logs, models
 from relay.http import answers, auth, bodies, history
-from relay.http.appkeys import SETTINGS
+from relay.http.appkeys import CONFIG
 from relay.http.ui import session
 
 _ASSETS = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css",
@@ -71,7 +71,7 @@ def _file(name: str, request: web.Request) -> web.StreamResponse:
 
 async def login(request: web.Request) -> web.StreamResponse:
     """POST /ui/login {"token": "<admin_token>"}: start a session."""
-    settings = request.app[SETTINGS]
+    settings = request.app[CONFIG].current
     if request.content_type != "application/json":
         # A cross-site form cannot send JSON without the browser asking first.
         raise errors.HTTPError(415, 'send the token as JSON: {"token": "..."}')
@@ -103,7 +103,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
 async def whoami(request: web.Request) -> web.StreamResponse:
     """GET /ui/api/session: the CSRF token and what the filters offer, or 401."""
     value = _session(request)
-    signing_key = session.key(request.app[SETTINGS].server.admin_token)
+    signing_key = session.key(request.app[CONFIG].current.server.admin_token)
     return _secured(_session_answer(signing_key, value, request))
 
 
@@ -123,7 +123,7 @@ async def redeliver(request: web.Request) -> web.StreamResponse:
 
 
 def _session_answer(signing_key: bytes, value: str, request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
+    settings = request.app[CONFIG].current
     return _no_store(answers.respond({
         "csrf": session.csrf(signing_key, value),
         "expires_at": models.iso(session.expires(value)),
@@ -134,14 +134,14 @@ def _session_answer(signing_key: bytes, value: str, request: web.Request) -> web
 
 def _session(request: web.Request) -> str:
     value = request.cookies.get(session.COOKIE)
-    signing_key = session.key(request.app[SETTINGS].server.admin_token)
+    signing_key = session.key(request.app[CONFIG].current.server.admin_token)
     if value is None or not session.valid(signing_key, value, time.time()):
         raise errors.HTTPError(401, "log in first: there is no session, or it has expired")
     return value
 
 
 def _check_csrf(request: web.Request, value: str) -> None:
-    signing_key = session.key(request.app[SETTINGS].server.admin_token)
+    signing_key = session.key(request.app[CONFIG].current.server.admin_token)
     given = request.headers.get(session.CSRF_HEADER, "")
     if not auth.same_secret(given, session.csrf(signing_key, value)):
         raise errors.HTTPError(403, f"this needs the session's CSRF token in "
@@ -150,7 +150,7 @@ def _check_csrf(request: web.Request, value: str) -> None:
 
 def _secure(request: web.Request) -> bool:
     """Mark the cookie Secure whenever relay is reached over https."""
-    return request.secure or request.app[SETTINGS].server.public_url.startswith("https:")
+    return request.secure or request.app[CONFIG].current.server.public_url.startswith("https:")
 
 
 def _no_store(response: web.Response) -> web.Response:
