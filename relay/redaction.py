@@ -94,9 +94,10 @@ def _shown_parameter(pair: str) -> str:
     return pair
 
 
-def shown_delivery(delivery: dict[str, Any]) -> dict[str, Any]:
-    """A delivery of the history (store/views.py) with every URL in it without credentials:
-    its steps', its notices', and the callback_url its payload came with."""
+def shown_delivery(delivery: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
+    """A delivery of the history (store/views.py) with every URL in it without credentials
+    (and without the config's secrets, such as a `${SLACK_WEBHOOK_URL}`): its steps', its
+    notices', and the callback_url its payload came with."""
     payload = delivery["payload"]
     url = payload.get("callback_url") if isinstance(payload, dict) else None
     if isinstance(url, str) and (shown := without_credentials(url)) != url:
@@ -105,11 +106,11 @@ def shown_delivery(delivery: dict[str, Any]) -> dict[str, Any]:
     return {
         **delivery,
         "payload": payload,
-        "steps": [_url_shown(step) for step in delivery["steps"]],
-        "upstream": _url_shown(upstream) if upstream is not None else None,
-        "notices": [_url_shown(notice) for notice in delivery["notices"]],
+        "steps": [_url_shown(step, redactor) for step in delivery["steps"]],
+        "upstream": _url_shown(upstream, redactor) if upstream is not None else None,
+        "notices": [_url_shown(notice, redactor) for notice in delivery["notices"]],
     }
 
 
-def _url_shown(send: dict[str, Any]) -> dict[str, Any]:
-    return {**send, "url": without_credentials(send["url"])}
+def _url_shown(send: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
+    return {**send, "url": redactor.scrub(without_credentials(send["url"]))}

@@ -113,7 +113,7 @@ async def start_relay(tmp_path: Path, store_url: str, log_lines: io.StringIO,
         path.write_text(text)
         settings = config.load(path)
         logs.configure(settings.secrets, stream=log_lines, json=True, level="debug")
-        relay = await Relay(settings, sock).start()
+        relay = await Relay(config.Live(settings, path), sock).start()
         started.append(relay)
         return relay
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from relay import redaction
 
 MIN_TOKEN_LENGTH = 16
 
@@ -177,6 +180,11 @@ class Settings:
     chains: tuple[Chain, ...] = ()
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
     """Every secret value in the file, so that logging can redact them wherever they appear."""
+
+    @functools.cached_property
+    def redactor(self) -> redaction.Redactor:
+        """Scrubs every secret of this configuration out of a text."""
+        return redaction.Redactor(self.secrets)
 
     def status_url(self, delivery_id: str) -> str:
         """Where a delivery's history is: the `status_url` of intake's answers."""

@@ -49,7 +49,8 @@ async def answer_show(request: web.Request) -> web.Response:
     found = await request.app[STORE].read(lambda tx: views.delivery(tx, delivery_id))
     if found is None:
         raise errors.HTTPError(404, f"no delivery has id {delivery_id!r}")
-    return answers.respond(redaction.shown_delivery(found))
+    redactor = request.app[CONFIG].current.redactor
+    return answers.respond(redaction.shown_delivery(found, redactor))
 
 
 async def answer_redeliver(request: web.Request) -> web.Response:

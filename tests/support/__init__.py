@@ -90,6 +90,9 @@ def toml_value(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table, such as a target's headers
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}"
+                                for k, v in value.items()) + " }"
     raise TypeError(value)
 
 
@@ -164,7 +167,7 @@ async def serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
                 ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, str]:
     """An aiohttp server on loopback answering POSTs to `path`; its runner and URL."""
     app = web.Application()
-    app.router.add_post(path, handler)
+    app.router.add_route("*", path, handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     sock = sock or free_socket()
@@ -201,6 +204,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    method: str = "POST"
 
     @property
     def json(self) -> Any:
@@ -238,7 +242,8 @@ class Target:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        self.requests.append(Received(dict(request.headers), body, time.time()))
+        self.requests.append(Received(dict(request.headers), body, time.time(),
+                                      request.method))
         reply = self.script.pop(0) if self.script else self.default
         if reply.delay:
             await asyncio.sleep(reply.delay)
@@ -268,16 +273,26 @@ class Target:
 class Relay:
     """A relay serving on loopback inside the test's event loop."""
 
-    def __init__(self, settings: config.Settings, sock: socket.socket) -> None:
-        self.settings = settings
+    def __init__(self, source: config.Settings | config.Live, sock: socket.socket) -> None:
+        self.live = source if isinstance(source, config.Live) else config.Live(source)
         self.sock = sock
-        self.url = settings.server.public_url
+        self.url = self.settings.server.public_url
         self.runner: web.AppRunner | None = None
         self.http = aiohttp.ClientSession()
         self.admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
+    @property
+    def settings(self) -> config.Settings:
+        return self.live.current
+
+    @property
+    def config_path(self) -> Path:
+        """The relay.toml it serves (and reloads) from."""
+        assert self.live.path is not None
+        return self.live.path
+
     async def start(self) -> Relay:
-        self.runner = web.AppRunner(make_app(self.settings), access_log=None,
+        self.runner = web.AppRunner(make_app(self.live), access_log=None,
                                     **server_options(self.settings))
         try:
             await self.runner.setup()
