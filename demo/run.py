@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_PORTS = (8080, 9001, 9002)
 ADMIN_TOKEN = "demo-admin-token-0123456789"
 START_SECONDS = 30.0
+STOP_SECONDS = 20.0
 
 
 def relay_command(*args: str) -> list[str]:
@@ -41,13 +42,13 @@ def effective_config(ports: tuple[int, int, int]) -> str:
     return text
 
 
-def wait_for(what: str, ready: Callable[[], bool], children: list[subprocess.Popen[bytes]],
-             logs: Path) -> None:
+def wait_for(what: str, ready: Callable[[], bool],
+             children: dict[str, subprocess.Popen[bytes]], logs: Path) -> None:
     deadline = time.monotonic() + START_SECONDS
     while not ready():
-        for child in children:
+        for name, child in children.items():
             if child.poll() is not None:
-                raise SystemExit(f"demo: a process exited with {child.returncode} while "
+                raise SystemExit(f"demo: {name} exited with {child.returncode} while "
                                  f"{what} was starting; see {logs} and the lines above")
         if time.monotonic() > deadline:
             raise SystemExit(f"demo: {what} did not start within {START_SECONDS:g} s")
@@ -68,14 +69,19 @@ def healthy(url: str) -> bool:
         return False
 
 
-def stop(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in children:
+def stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to all at once, then one deadline for all (not one each, which adds up): a
+    process still running then is killed, and named, so that a slow stop is never silent."""
+    for child in children.values():
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    for child in children:
+    deadline = time.monotonic() + STOP_SECONDS
+    for name, child in children.items():
         try:
-            child.wait(15)
+            child.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            print(f"demo: {name} (pid {child.pid}) did not stop within {STOP_SECONDS:g} s "
+                  "of SIGTERM; killing it", flush=True)
             child.kill()
             child.wait()
 
@@ -102,16 +108,16 @@ def main() -> int:
     log = args.data / "relay.log"
 
     # Own sessions: Ctrl-C reaches this script alone, which then stops them in order.
-    children: list[subprocess.Popen[bytes]] = []
+    children: dict[str, subprocess.Popen[bytes]] = {}
     try:
         with open(log, "ab") as relay_log:
-            children.append(subprocess.Popen(
+            children["relay"] = subprocess.Popen(
                 relay_command("serve", "--config", str(config)), cwd=args.data,
-                stdout=relay_log, stderr=relay_log, start_new_session=True))
+                stdout=relay_log, stderr=relay_log, start_new_session=True)
         for name, port, delay in (("ci", ci_port, "1"), ("deployer", deploy_port, "2")):
-            children.append(subprocess.Popen(
+            children[f"the {name} target"] = subprocess.Popen(
                 relay_command("example-target", "--port", str(port), "--name", name,
-                              "--delay", delay), start_new_session=True))
+                              "--delay", delay), start_new_session=True)
         wait_for("relay", lambda: healthy(url), children, log)
         for port in (ci_port, deploy_port):
             wait_for(f"the example target on port {port}", functools.partial(listening, port),
@@ -127,7 +133,7 @@ def main() -> int:
               f"demo:         .venv/bin/relay send --config {config} --chain demo\n"
               f"demo: metrics: {url}/metrics\n"
               "demo: Ctrl-C stops everything.", flush=True)
-        while all(child.poll() is None for child in children):
+        while all(child.poll() is None for child in children.values()):
             time.sleep(0.5)
         return 1
     except KeyboardInterrupt:

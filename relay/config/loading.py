@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from relay import errors
 from relay.config.fields import Table, parse_rate, show
+from relay.config.schedule import schedule_of
 from relay.config.settings import (
     IDEMPOTENCY_WINDOW,
     MANIFEST_MEDIA_TYPES,
@@ -30,8 +31,9 @@ from relay.config.shaping import body_of, tag_patterns, target_headers
 from relay.engine import signing
 
 _METHODS = ("POST", "PUT", "PATCH")
-_POLICY_KEYS = {"timeout", "attempts", "callback_timeout", "backoff_initial", "backoff_max",
-                "retry_after_max"}
+_POLICY_KEYS = {"timeout", "attempts", "retry_for", "schedule", "callback_timeout",
+                "backoff_initial", "backoff_max", "retry_after_max", "pause_after",
+                "probe_interval"}
 
 
 def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Settings:
@@ -126,14 +128,20 @@ def _server(table: Table) -> ServerSettings:
 
 
 def _policy(table: Table, base: SendPolicy) -> SendPolicy:
-    return SendPolicy(
+    policy = SendPolicy(
         timeout=table.duration("timeout", base.timeout),
-        attempts=table.integer("attempts", base.attempts, minimum=1, maximum=1000),
+        attempts=table.integer("attempts", base.attempts, minimum=0, maximum=100_000),
+        retry_for=table.duration("retry_for", base.retry_for, allow_zero=True),
+        schedule=schedule_of(table, base.schedule),
         callback_timeout=table.duration("callback_timeout", base.callback_timeout),
-        backoff_initial=table.duration("backoff_initial", base.backoff_initial),
-        backoff_max=table.duration("backoff_max", base.backoff_max),
         retry_after_max=table.duration("retry_after_max", base.retry_after_max),
+        pause_after=table.integer("pause_after", base.pause_after, minimum=0),
+        probe_interval=table.duration("probe_interval", base.probe_interval),
     )
+    if not policy.attempts and not policy.retry_for:
+        raise errors.ConfigError(f"{table.path('retry_for')}: 0 (no time limit) needs a "
+                                 "positive attempts, else a failing send is retried forever")
+    return policy
 
 
 def _chain(table: Table, policy: SendPolicy) -> Chain:

@@ -35,16 +35,29 @@ def takes_tag(patterns: tuple[str, ...], tag: str) -> bool:
     return any(fnmatch.fnmatchcase(tag, pattern) for pattern in patterns)
 
 
+DEFAULT_SCHEDULE = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
+"""Seconds to wait before the 2nd, 3rd, … attempt; the last wait repeats. A blip costs
+seconds, a target back after a minute's outage has its pushes within two, and no wait is
+longer than an hour."""
+DEFAULT_RETRY_FOR = 24 * 3600.0
+
+
 @dataclass(frozen=True)
 class SendPolicy:
     """How one outbound POST (a step or a notice) is timed and retried."""
 
     timeout: float = 10.0
-    attempts: int = 5
+    attempts: int = 0
+    """At most this many attempts (0: as many as `retry_for` allows)."""
+    retry_for: float = DEFAULT_RETRY_FOR
+    """A send failing for this long after its first attempt is an error."""
+    schedule: tuple[float, ...] = DEFAULT_SCHEDULE
     callback_timeout: float = 3600.0
-    backoff_initial: float = 1.0
-    backoff_max: float = 300.0
     retry_after_max: float = 3600.0
+    pause_after: int = 10
+    """Consecutive failed attempts to a target that pause it (0: never)."""
+    probe_interval: float = 60.0
+    """How often a paused target is tried again with its oldest waiting step."""
 
 
 @dataclass(frozen=True)

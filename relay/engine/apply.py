@@ -110,7 +110,8 @@ async def _apply(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
                  event: chain.Event, now: float, handoff: str | None = None) -> Applied:
     policy, await_callback = _policy(settings, chain_name, send)
     view = chain.StepView(state=StepState(send["state"]), attempts=send["attempts"],
-                          await_callback=await_callback, policy=policy)
+                          await_callback=await_callback, policy=policy,
+                          started_at=send["started_at"])
     decision = chain.decide(view, event, now)
     finished: DeliveryState | None = None
     started: list[Claimed] = []

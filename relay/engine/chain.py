@@ -51,6 +51,8 @@ class StepView:
     attempts: int
     await_callback: bool
     policy: config.SendPolicy
+    started_at: float | None = None
+    """When the step's first attempt was made: `retry_for` runs from here."""
 
 
 @dataclass(frozen=True)
@@ -117,9 +119,12 @@ def _after_attempt(step: StepView, answer: Answer, now: float) -> Decision:
     reason = describe(answer)
     if not retry.is_retryable(answer.status):
         return Settle(StepState.ERROR, reason)
-    delay = retry.backoff_for(step.policy).delay_after(step.attempts, answer.retry_after)
+    elapsed = 0.0 if step.started_at is None else now - step.started_at
+    delay = retry.backoff_for(step.policy).delay_after(step.attempts, elapsed,
+                                                       answer.retry_after)
     if delay is None:
-        return Settle(StepState.ERROR, f"gave up after {step.attempts} attempts: {reason}")
+        return Settle(StepState.ERROR, f"gave up after {step.attempts} attempts"
+                                       f"{_over(elapsed)}: {reason}")
     return Retry(now + delay, reason)
 
 
@@ -149,6 +154,13 @@ def describe(answer: Answer) -> str:
     if answer.error:
         return answer.error
     return f"target answered HTTP {answer.status}"
+
+
+def _over(elapsed: float) -> str:
+    if elapsed < 60:
+        return ""
+    hours, minutes = divmod(int(elapsed // 60), 60)
+    return f" over {hours} h {minutes} min" if hours else f" over {minutes} min"
 
 
 def _seconds(value: float) -> str:

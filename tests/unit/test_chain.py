@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
 
 from relay.config import SendPolicy
+from relay.config.schedule import expected_attempts
 from relay.engine import chain, retry
 from relay.models import CallbackState, DeliveryState, StepState
 
-POLICY = SendPolicy(timeout=10, attempts=3, callback_timeout=60, backoff_initial=2,
-                backoff_max=30, retry_after_max=120)
+POLICY = SendPolicy(timeout=10, attempts=3, callback_timeout=60, schedule=(2, 4, 8, 16, 30),
+                    retry_after_max=120)
 NOW = 1_000.0
 
 
@@ -88,13 +90,43 @@ def test_follow(outcome: StepState, next_index: int | None,
     assert chain.follow(outcome, next_index) == expected
 
 
-def test_full_jitter_backoff_is_capped() -> None:
-    backoff = retry.Backoff(SendPolicy(attempts=50, backoff_initial=1, backoff_max=30))
-    delays = [backoff.delay_after(n) for n in range(1, 40)]
+def _waits(policy: SendPolicy) -> list[float]:
+    """The waits a send failing at every attempt gets, until the policy gives up."""
+    backoff, waits, elapsed = retry.Backoff(policy), [], 0.0
+    while (wait := backoff.delay_after(len(waits) + 1, elapsed)) is not None:
+        waits.append(wait)
+        elapsed += wait
+    return waits
 
-    assert all(d is not None and 0 <= d <= 30 for d in delays)
-    assert max(d for d in delays if d is not None) > 1  # the window does grow
-    assert backoff.delay_after(50) is None
+
+def test_the_default_schedule_retries_for_a_day_starting_within_seconds() -> None:
+    waits = _waits(SendPolicy())
+
+    assert sum(waits) >= 24 * 3600  # a target down for a day loses nothing
+    assert sum(waits[:3]) < 30  # a blip costs seconds
+    assert max(waits) <= 3600  # never more than an hour between two attempts
+    assert all(later >= earlier * 0.8 for earlier, later in itertools.pairwise(waits))
+    # A target back after a one-minute outage gets its next attempt within a few minutes.
+    elapsed = list(itertools.accumulate(waits))
+    assert next(t for t in elapsed if t >= 60) < 60 + 3 * 60
+    # What check-config says it makes; jitter only shortens waits, so a few more.
+    assert expected_attempts(SendPolicy()) <= len(waits) + 1 <= expected_attempts(SendPolicy()) + 6
+
+
+def test_attempts_bound_the_schedule_too() -> None:
+    assert len(_waits(SendPolicy(attempts=4, schedule=(1.0,)))) == 3
+    assert retry.Backoff(SendPolicy(retry_for=60)).delay_after(2, elapsed=61) is None
+
+
+def test_jitter_only_shortens_a_wait() -> None:
+    backoff = retry.Backoff(SendPolicy(schedule=(10.0, 100.0)))
+    draws = [backoff.delay_after(n) for n in (1, 2, 3) for _ in range(200)]
+
+    assert all(d is not None for d in draws)
+    first, later = draws[:200], draws[200:]
+    assert all(8 <= d <= 10 for d in first if d is not None)
+    assert all(80 <= d <= 100 for d in later if d is not None)  # the last wait repeats
+    assert len(set(first)) > 100
 
 
 @pytest.mark.parametrize(("header", "expected"), [

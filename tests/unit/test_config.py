@@ -10,6 +10,7 @@ import pytest
 from support import minimal_config
 
 from relay import config, errors
+from relay.config.schedule import describe
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +24,7 @@ def test_the_example_config_is_the_design_example() -> None:
     assert settings.server.public_url == "http://127.0.0.1:8080"
     assert settings.server.max_body_bytes == 1048576
     assert settings.store.url == "sqlite:///data/relay.db"
-    assert settings.delivery.policy == config.SendPolicy(timeout=10, attempts=5,
+    assert settings.delivery.policy == config.SendPolicy(timeout=10, retry_for=86400,
                                                      callback_timeout=3600)
     assert settings.upstream.allowed_hosts == ("registry.hub.docker.com", "hub.docker.com")
     (chain,) = settings.chains
@@ -32,7 +33,7 @@ def test_the_example_config_is_the_design_example() -> None:
     unit_tests, deploy = chain.targets
     assert unit_tests.await_callback is True
     assert deploy.policy.timeout == 30
-    assert deploy.policy.attempts == 5  # inherited from [delivery]
+    assert deploy.policy.retry_for == 86400  # inherited from [delivery]
     assert deploy.secrets == ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",)
     assert "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" in settings.secrets
     assert "change-me-admin-token" in settings.secrets
@@ -55,8 +56,16 @@ def test_defaults_fill_what_is_left_out() -> None:
      "chain[0].target[0].url: must be an absolute http(s) URL"),
     (MINIMAL.replace('name = "ci"', 'name = "ci"\n  timeout = "soon"'),
      "chain[0].target[0].timeout: must be a positive number of seconds"),
-    (MINIMAL.replace('name = "ci"', 'name = "ci"\n  attempts = 0'),
-     "chain[0].target[0].attempts: must be at least 1"),
+    (MINIMAL.replace('name = "ci"', 'name = "ci"\n  attempts = -1'),
+     "chain[0].target[0].attempts: must be at least 0"),
+    (MINIMAL.replace('name = "ci"', 'name = "ci"\n  retry_for = 0'),
+     "chain[0].target[0].retry_for: 0 (no time limit) needs a positive attempts"),
+    (MINIMAL.replace('name = "ci"', 'name = "ci"\n  schedule = []'),
+     "chain[0].target[0].schedule: must be a non-empty list of durations"),
+    (MINIMAL.replace('name = "ci"', 'name = "ci"\n  schedule = ["1s", "soon"]'),
+     "chain[0].target[0].schedule[1]: must be a duration from 0 to 24h"),
+    (MINIMAL.replace('name = "ci"', 'name = "ci"\n  schedule = ["1s"]\n  backoff_max = 9'),
+     "chain[0].target[0].schedule: give either schedule or backoff_max, not both"),
     (MINIMAL.replace('token = "chain-token-0123456789"', 'token = "short"'),
      "chain[0].token: must be at least 16 characters long"),
     (MINIMAL.replace('admin_token = "admin-token-0123456789"', 'admin_token = ""'),
@@ -162,3 +171,14 @@ def test_check_config_reports_a_missing_file(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "cannot read" in result.stderr
+
+
+def test_a_schedule_is_written_as_durations_and_backoff_keys_still_work() -> None:
+    listed = config.parse(MINIMAL.replace('name = "ci"', 'name = "ci"\n  schedule = ["5s", "1m"]'))
+    doubling = config.parse(MINIMAL.replace(
+        'name = "ci"', 'name = "ci"\n  backoff_initial = 1\n  backoff_max = "10s"'))
+
+    assert listed.chains[0].targets[0].policy.schedule == (5.0, 60.0)
+    assert doubling.chains[0].targets[0].policy.schedule == (1.0, 2.0, 4.0, 8.0, 10.0)
+    assert describe(listed.chains[0].targets[0].policy) == (
+        "retries after 5s, then every 1m, for 1d (about 1442 attempts)")

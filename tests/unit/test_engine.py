@@ -43,7 +43,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 def _settings(*targets: tuple[Target, bool]) -> config.Settings:
     policy = config.SendPolicy(timeout=5, attempts=3, callback_timeout=600,
-                               backoff_initial=10, backoff_max=60)
+                               schedule=(10, 20, 40, 60))
     chain = config.Chain(name="main", token="x" * 16, targets=tuple(
         config.Target(name=f"t{i}", url=target.url, policy=policy, await_callback=awaits)
         for i, (target, awaits) in enumerate(targets)))
@@ -94,7 +94,7 @@ async def test_a_retry_waits_for_its_time_and_not_longer(
 
     assert await relay_worker.run_once() == 1
     assert await relay_worker.run_once() == 0  # not due yet: the backoff is in the store
-    clock.now += 60  # backoff_max: the retry is due by now, whatever the jitter drew
+    clock.now += 60  # the longest wait: the retry is due by now, whatever the jitter drew
     assert await relay_worker.run_once() == 1
 
     found = await _shown(store, delivery_id)

@@ -19,8 +19,7 @@ TEXT = '{"push_data": {"tag": "latest"}, "repository": {"repo_name": "a/b"}}'
 
 
 def _settings(concurrency: int = 1, timeout: float = 1.0) -> config.Settings:
-    policy = config.SendPolicy(timeout=timeout, attempts=3, backoff_initial=0.01,
-                               backoff_max=0.01)
+    policy = config.SendPolicy(timeout=timeout, attempts=3, schedule=(0.01,))
     target = config.Target(name="ci", url="http://127.0.0.1:9/hook", policy=policy)
     # Every push here is of one tag: ordered by chain, as all deliveries were before
     # `order` existed (tests/unit/test_admission.py has the orders).
