@@ -144,5 +144,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # Explicitly, SIGINT too: a process started from a shell's background job inherits
+    # SIGINT ignored, and Python then leaves it so (Ctrl-C would stop nothing).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.exit(main())

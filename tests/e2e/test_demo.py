@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -22,6 +23,10 @@ def _listening(port: int) -> bool:
     return False
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 async def _stopped(demo: asyncio.subprocess.Process, output: list[str]) -> str:
     """What the demo printed after Ctrl-C, once it exited; if it does not, which of its
     processes are still there (each of them holds the pipe open)."""
@@ -36,6 +41,10 @@ async def _stopped(demo: asyncio.subprocess.Process, output: list[str]) -> str:
         running = subprocess.run(["ps", "-eo", "pid,ppid,stat,etime,args"], check=False,
                                  capture_output=True, text=True).stdout
         demo.kill()
+        for line in running.splitlines()[1:]:
+            pid, ppid = line.split()[:2]
+            if int(ppid) == demo.pid:  # its children have sessions of their own
+                os.kill(int(pid), signal.SIGKILL)
         raise AssertionError(
             "the demo did not stop within 60 s of Ctrl-C; it printed:\n"
             + "".join(output + rest) + "\nrelay processes:\n"
@@ -44,13 +53,24 @@ async def _stopped(demo: asyncio.subprocess.Process, output: list[str]) -> str:
 
 
 async def test_the_demo_walks_the_chain_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    await _ctrl_c_stops_the_demo(tmp_path, ignore_sigint=False)
+
+
+async def test_ctrl_c_stops_the_demo_started_from_a_background_job(tmp_path: Path) -> None:
+    """A shell starts background jobs with SIGINT ignored, and children inherit that: how a
+    full `make test &` once saw the demo not stop."""
+    await _ctrl_c_stops_the_demo(tmp_path, ignore_sigint=True)
+
+
+async def _ctrl_c_stops_the_demo(tmp_path: Path, ignore_sigint: bool) -> None:
     sockets = [free_socket() for _ in range(3)]
     ports = [s.getsockname()[1] for s in sockets]
     for sock in sockets:
         sock.close()
     demo = await asyncio.create_subprocess_exec(
         sys.executable, str(DEMO), "--ports", ",".join(map(str, ports)), "--data",
-        str(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        str(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        preexec_fn=_ignore_sigint if ignore_sigint else None)
     lines = demo.stdout
     assert lines is not None
     output: list[str] = []
