@@ -26,6 +26,8 @@ class StepState(StrEnum):
     PENDING = "pending"
     SENDING = "sending"
     AWAITING_CALLBACK = "awaiting_callback"
+    PAUSED = "paused"
+    """Held back: its target is paused (engine/pausing.py)."""
     SUCCESS = "success"
     FAILURE = "failure"
     ERROR = "error"

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import assert_never
 
 from relay import config, errors, models
-from relay.engine import chain, notices
+from relay.engine import chain, notices, pausing
 from relay.engine.chain import Decision
 from relay.models import DeliveryState, SendKind, StepState
-from relay.store import deliveries, sends
+from relay.store import deliveries, sends, targets
 from relay.store.base import Row, Tx
 from relay.store.sends import Claimed
 
@@ -46,11 +46,16 @@ async def record_attempt(tx: Tx, live: config.Live, claimed: Claimed,
                               answer.duration_ms, answer.error)
     if lost is not None:
         return _applied(send, claimed.chain, chain.Ignore(lost))
+    settings = live.of(claimed.config)
+    paused = False
     if send["kind"] != SendKind.STEP:
         await sends.set_status(tx, claimed.id, answer.status)
         send["status"] = answer.status
-    return await _apply(tx, live.of(claimed.config), send, claimed.chain,
-                        chain.Attempted(answer), now, handoff)
+    else:
+        policy, _ = _policy(settings, claimed.chain, send)
+        paused = await pausing.counted(tx, policy, claimed.chain, claimed.name, answer, now)
+    return await _apply(tx, settings, send, claimed.chain, chain.Attempted(answer), now,
+                        handoff, paused)
 
 
 async def expire(tx: Tx, live: config.Live, claimed: Claimed, now: float) -> Applied:
@@ -107,11 +112,12 @@ async def _held(tx: Tx, claimed: Claimed) -> tuple[Row, str | None]:
 
 
 async def _apply(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
-                 event: chain.Event, now: float, handoff: str | None = None) -> Applied:
+                 event: chain.Event, now: float, handoff: str | None = None,
+                 paused: bool = False) -> Applied:
     policy, await_callback = _policy(settings, chain_name, send)
     view = chain.StepView(state=StepState(send["state"]), attempts=send["attempts"],
                           await_callback=await_callback, policy=policy,
-                          started_at=send["started_at"])
+                          started_at=send["started_at"], paused=paused)
     decision = chain.decide(view, event, now)
     finished: DeliveryState | None = None
     started: list[Claimed] = []
@@ -119,6 +125,8 @@ async def _apply(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
         case chain.Retry(at=at, reason=reason):
             await sends.retry_at(tx, send["id"], at, reason)
             tx.wake()
+        case chain.Hold(reason=reason):
+            await targets.hold(tx, [send["id"]], f"its target is paused; {reason}")
         case chain.Await(deadline=deadline):
             await sends.await_callback(tx, send["id"], deadline)
             tx.wake()

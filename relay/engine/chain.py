@@ -53,11 +53,20 @@ class StepView:
     policy: config.SendPolicy
     started_at: float | None = None
     """When the step's first attempt was made: `retry_for` runs from here."""
+    paused: bool = False
+    """Its target is paused: a failed attempt waits for the target instead of a retry."""
 
 
 @dataclass(frozen=True)
 class Retry:
     at: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Wait, without spending attempts, until the paused target is resumed or probed."""
+
     reason: str
 
 
@@ -79,14 +88,14 @@ class Ignore:
     reason: str
 
 
-Decision = Retry | Await | Settle | Ignore
+Decision = Retry | Hold | Await | Settle | Ignore
 
 _CALLBACK_STEP_STATE = {
     CallbackState.SUCCESS: StepState.SUCCESS,
     CallbackState.FAILURE: StepState.FAILURE,
     CallbackState.ERROR: StepState.ERROR,
 }
-OPEN = frozenset({StepState.SENDING, StepState.AWAITING_CALLBACK})
+OPEN = frozenset({StepState.SENDING, StepState.AWAITING_CALLBACK, StepState.PAUSED})
 """The states in which a step still takes an answer or a callback."""
 
 
@@ -119,6 +128,8 @@ def _after_attempt(step: StepView, answer: Answer, now: float) -> Decision:
     reason = describe(answer)
     if not retry.is_retryable(answer.status):
         return Settle(StepState.ERROR, reason)
+    if step.paused:
+        return Hold(reason)
     elapsed = 0.0 if step.started_at is None else now - step.started_at
     delay = retry.backoff_for(step.policy).delay_after(step.attempts, elapsed,
                                                        answer.retry_after)

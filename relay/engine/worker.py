@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 import aiohttp
 
 from relay import config, errors, logs, metrics
-from relay.engine import apply, chain, delivery, outbound, shaping
+from relay.engine import apply, chain, delivery, outbound, pausing, shaping
 from relay.models import SendKind, StepState
-from relay.store import Store, deliveries, idempotency, sends
+from relay.store import Store, deliveries, idempotency, sends, targets
 from relay.store.base import Tx
 
 POLL_SECONDS = 5.0
@@ -254,6 +254,8 @@ def _outcome(decision: chain.Decision) -> str:
     match decision:
         case chain.Retry():
             return "retry"
+        case chain.Hold():
+            return "paused"
         case chain.Await():
             return "awaiting_callback"
         case chain.Settle(state=state):
@@ -271,6 +273,7 @@ async def dispatch(tx: Tx, live: config.Live, lease: str, now: float,
                                               live.version, chain.steps_for)
              for chain in settings.chains}
     await apply.finish_unstarted(tx, live, await deliveries.admit(tx, rules, now), now)
+    await pausing.probe(tx, settings, now)
     lease_until = now + settings.lease_seconds
     claimed = []
     if steps > 0:
@@ -280,7 +283,8 @@ async def dispatch(tx: Tx, live: config.Live, lease: str, now: float,
                                      of_notices=True)
     # With no room for notices, only the steps' times matter (a freed slot wakes the worker).
     due = [t for t in (await sends.next_due(tx, steps_only=notice_limit <= 0),
-                       await deliveries.next_hold(tx, now)) if t is not None]
+                       await deliveries.next_hold(tx, now), await targets.next_probe(tx))
+           if t is not None]
     return claimed, min(due) if due else None
 
 

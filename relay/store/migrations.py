@@ -145,6 +145,27 @@ MIGRATIONS: list[list[str]] = [
         " WHERE state IN ('pending', 'running')",
         "CREATE INDEX deliveries_lane ON deliveries (chain, lane, id) WHERE state = 'pending'",
     ],
+    # 6: operations. `targets` holds what relay knows of a target's health (consecutive
+    #    failed attempts) and whether it is paused (by relay or an operator; `probe` is the
+    #    send let through to try it again); a step held for a paused target is 'paused'.
+    #    Each attempt keeps what the target answered. deliveries_ended finds what the
+    #    history's retention deletes.
+    [
+        """CREATE TABLE targets (
+            chain TEXT NOT NULL,
+            target TEXT NOT NULL,
+            paused_by TEXT,
+            since DOUBLE PRECISION,
+            failures INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            probe_at DOUBLE PRECISION,
+            probe BIGINT,
+            PRIMARY KEY (chain, target)
+        )""",
+        "CREATE INDEX sends_paused ON sends (name, id) WHERE state = 'paused'",
+        "ALTER TABLE attempts ADD COLUMN response TEXT",
+        "CREATE INDEX deliveries_ended ON deliveries (finished_at) WHERE finished_at IS NOT NULL",
+    ],
 ]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from relay import errors, models
 from relay.models import SendKind, StepState
+from relay.store import targets
 from relay.store.base import Row, Tx, placeholders
 
 
@@ -52,14 +53,16 @@ async def claim(tx: Tx, lease: str, lease_until: float, now: float, limit: int,
     """Take up to `limit` due chain steps (or notices) under `lease` until `lease_until`."""
     kind = "kind <> 'step'" if of_notices else "kind = 'step'"
     due = await tx.fetch(
-        f"SELECT id, state, lease, attempts FROM sends WHERE due_at <= $1 AND {kind}"
-        " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit)
+        f"SELECT id, delivery_id, name, kind, state, lease, attempts FROM sends"
+        f" WHERE due_at <= $1 AND {kind} ORDER BY due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        now, limit)
     return await take(tx, lease, lease_until, now, due)
 
 
 async def take(tx: Tx, lease: str, lease_until: float, now: float,
                due: list[Row]) -> list[Claimed]:
-    """Lease the sends of `due` (rows with id, state, lease, attempts).
+    """Lease the sends of `due` (rows with id, delivery_id, name, kind, state, lease,
+    attempts), but for steps of a paused target, which wait instead.
 
     Each send to be POSTed gets its attempt recorded now, before it goes out, so that the
     history shows every send, even one whose process dies before the answer comes.
@@ -68,13 +71,17 @@ async def take(tx: Tx, lease: str, lease_until: float, now: float,
         return []
     worker = worker_of(lease)
     for row in due:
-        if row["state"] != StepState.SENDING:
-            continue
-        if row["lease"] is not None:
+        if row["state"] == StepState.SENDING and row["lease"] is not None:
             await abandon_attempt(
                 tx, row["id"], row["attempts"],
                 f"no answer recorded: {worker_of(row['lease'])} stopped during this attempt"
                 " (its lease ran out)")
+    due = await _not_paused(tx, due)
+    if not due:
+        return []
+    for row in due:
+        if row["state"] != StepState.SENDING:
+            continue
         tx.append("INSERT INTO attempts (send_id, n, at, worker) VALUES ($1, $2, $3, $4)",
                   (row["id"], row["attempts"] + 1, now, worker))
     ids = [row["id"] for row in due]
@@ -100,6 +107,24 @@ async def take(tx: Tx, lease: str, lease_until: float, now: float,
                 insecure=bool(row["insecure"]), attempt=row["attempts"], lease=lease,
                 config=deliveries[row["delivery_id"]]["config"])
         for row in sorted(rows, key=lambda r: r["id"])]
+
+
+async def _not_paused(tx: Tx, due: list[Row]) -> list[Row]:
+    """`due` without the steps to be POSTed to a paused target (but its probe), which are
+    held instead."""
+    paused = await targets.paused(tx)
+    if not paused:
+        return due
+    ids = sorted({row["delivery_id"] for row in due})
+    chains = {d["id"]: d["chain"] for d in await tx.fetch(
+        f"SELECT id, chain FROM deliveries WHERE id IN ({placeholders(1, len(ids))})", *ids)}
+    probes = await targets.probes(tx)
+    held = [row["id"] for row in due
+            if row["kind"] == SendKind.STEP and row["state"] == StepState.SENDING
+            and (key := (chains[row["delivery_id"]], row["name"])) in paused
+            and probes.get(key) != row["id"]]
+    await targets.hold(tx, held, "its target is paused")
+    return [row for row in due if row["id"] not in held]
 
 
 async def next_due(tx: Tx, steps_only: bool) -> float | None:
@@ -185,11 +210,12 @@ async def next_pending(tx: Tx, delivery_id: str, after: int) -> int | None:
 
 
 async def start_step(tx: Tx, delivery_id: str, index: int, now: float) -> Row | None:
-    """Make step `index` due now; the row (id, state, lease, attempts) that `take` leases."""
+    """Make step `index` due now; the row that `take` leases."""
     return await tx.fetchrow(
         "UPDATE sends SET state = 'sending', due_at = $3, started_at = $3"
         " WHERE delivery_id = $1 AND kind = 'step' AND idx = $2"
-        " RETURNING id, state, lease, attempts", delivery_id, index, now)
+        " RETURNING id, delivery_id, name, kind, state, lease, attempts",
+        delivery_id, index, now)
 
 
 async def skip_pending_steps(tx: Tx, delivery_id: str, reason: str) -> None:

@@ -41,14 +41,14 @@ async def _stopped(demo: asyncio.subprocess.Process, output: list[str]) -> str:
         running = subprocess.run(["ps", "-eo", "pid,ppid,stat,etime,args"], check=False,
                                  capture_output=True, text=True).stdout
         demo.kill()
-        for line in running.splitlines()[1:]:
-            pid, ppid = line.split()[:2]
+        for process in running.splitlines()[1:]:
+            pid, ppid = process.split()[:2]
             if int(ppid) == demo.pid:  # its children have sessions of their own
                 os.kill(int(pid), signal.SIGKILL)
         raise AssertionError(
             "the demo did not stop within 60 s of Ctrl-C; it printed:\n"
             + "".join(output + rest) + "\nrelay processes:\n"
-            + "\n".join(line for line in running.splitlines() if "relay" in line)) from None
+            + "\n".join(p for p in running.splitlines() if "relay" in p)) from None
     return "".join(rest)
 
 

@@ -92,7 +92,8 @@ def test_follow(outcome: StepState, next_index: int | None,
 
 def _waits(policy: SendPolicy) -> list[float]:
     """The waits a send failing at every attempt gets, until the policy gives up."""
-    backoff, waits, elapsed = retry.Backoff(policy), [], 0.0
+    backoff, elapsed = retry.Backoff(policy), 0.0
+    waits: list[float] = []
     while (wait := backoff.delay_after(len(waits) + 1, elapsed)) is not None:
         waits.append(wait)
         elapsed += wait
