@@ -57,6 +57,12 @@ class Metrics:
             "relay_send_lag_seconds", "How long the most overdue send has been due; stays"
             " near 0 unless the workers fall behind (read from the store)",
             registry=self.registry)
+        self.paused = Gauge(
+            "relay_targets_paused", "Targets paused, by relay after failing or by an operator"
+            " (read from the store)", registry=self.registry)
+        self.held = Gauge(
+            "relay_steps_paused", "Chain steps waiting for their paused target (read from the"
+            " store)", registry=self.registry)
         self.in_flight = Gauge("relay_sends_in_flight", "POSTs this process has in flight",
                                registry=self.registry)
         # Label look-ups done once: on intake's hot path a push costs a dict get and an inc.
@@ -110,6 +116,8 @@ class Metrics:
                 self.queued.labels(kind).inc(count)
         due = waiting.earliest_due
         self.lag.set(0.0 if due is None else max(0.0, now - due))
+        self.paused.set(waiting.paused_targets)
+        self.held.set(waiting.paused_steps)
         self.in_flight.set(in_flight)
         encoder, content_type = choose_encoder(accept)
         return encoder(self.registry), content_type

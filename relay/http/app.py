@@ -24,6 +24,7 @@ from relay.http import (
     middleware,
     openapi,
     ratelimit,
+    targets,
 )
 from relay.http.appkeys import (
     CONFIG,
@@ -82,6 +83,9 @@ def make_app(source: config.Settings | config.Live) -> web.Application:
         app.router.add_delete(base + "/{id}" + end, dockercloud.delete)
         app.router.add_post(base + "/{id}/call" + end, dockercloud.call)
     app.router.add_post("/api/reload", reload)
+    app.router.add_get("/api/targets", targets.listing)
+    app.router.add_post("/api/targets/{chain}/{target}/pause", targets.pause)
+    app.router.add_post("/api/targets/{chain}/{target}/resume", targets.resume)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     # Operator experience (issue 8): the web UI at /ui and Prometheus metrics.

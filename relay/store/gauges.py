@@ -1,4 +1,4 @@
-"""Read unit for /metrics: what is waiting right now, in two index-only queries."""
+"""Read unit for /metrics: what is waiting right now, in index-only queries."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ class Waiting:
     their callback (`awaiting_callback`)."""
     earliest_due: float | None = None
     """The earliest time any send is due (to be sent, retried or given up on)."""
+    paused_targets: int = 0
+    paused_steps: int = 0
 
 
 async def waiting(tx: Tx) -> Waiting:
@@ -31,4 +33,8 @@ async def waiting(tx: Tx) -> Waiting:
         found.sends[(row["kind"], row["state"])] = int(row["n"])
         if found.earliest_due is None or row["due"] < found.earliest_due:
             found.earliest_due = float(row["due"])
+    found.paused_targets = int(await tx.fetchval(
+        "SELECT count(*) FROM targets WHERE paused_by IS NOT NULL") or 0)
+    found.paused_steps = int(await tx.fetchval(
+        "SELECT count(*) FROM sends WHERE state = 'paused'") or 0)  # sends_paused
     return found
