@@ -42,8 +42,25 @@ class Client:
     async def delivery(self, delivery_id: str) -> dict[str, Any]:
         return dict(await self.request("GET", f"/history/{_segment(delivery_id)}"))
 
-    async def redeliver(self, delivery_id: str) -> dict[str, Any]:
-        return dict(await self.request("POST", f"/history/{_segment(delivery_id)}/redeliver"))
+    async def redeliver(self, delivery_id: str,
+                        from_step: int | str | None = None) -> dict[str, Any]:
+        body = b"" if from_step is None else orjson.dumps({"from_step": from_step})
+        return dict(await self.request("POST", f"/history/{_segment(delivery_id)}/redeliver",
+                                       data=body, headers=_JSON))
+
+    async def redeliver_matching(self, **matching: Any) -> dict[str, Any]:
+        """POST /history/redeliver: every ended delivery the filter selects."""
+        body = {k: v for k, v in matching.items() if v is not None}
+        return dict(await self.request("POST", "/history/redeliver",
+                                       data=orjson.dumps(body), headers=_JSON))
+
+    async def targets(self) -> dict[str, Any]:
+        return dict(await self.request("GET", "/api/targets"))
+
+    async def set_target(self, chain: str, target: str, action: str) -> dict[str, Any]:
+        """POST /api/targets/{chain}/{target}/pause (or resume)."""
+        return dict(await self.request(
+            "POST", f"/api/targets/{_segment(chain)}/{_segment(target)}/{action}"))
 
     async def reload(self) -> dict[str, Any]:
         """POST /api/reload: relay reads its config file again."""
@@ -79,6 +96,9 @@ class Client:
         if status >= 400:
             raise ClientError(_refusal(status, body, text, path))
         return body
+
+
+_JSON = {"Content-Type": "application/json"}
 
 
 def _segment(text: str) -> str:

@@ -13,10 +13,12 @@ import asyncio
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +57,32 @@ def add_commands(commands: Any) -> None:
     show.add_argument("id")
     show.set_defaults(run=_runner(_show))
 
-    again = commands.add_parser("redeliver", parents=[where],
-                                help="send a delivery's payload through its chain again")
-    again.add_argument("id")
+    again = commands.add_parser(
+        "redeliver", parents=[where],
+        help="send a delivery's payload through its chain again; without an id, every "
+             "ended delivery that --state/--since/... select")
+    again.add_argument("id", nargs="?")
+    again.add_argument("--from-step", help='start at this step index, or "failed": the '
+                                           "first step that did not succeed")
     again.add_argument("--follow", action="store_true", help="follow it until it ends")
+    for name in ("chain", "repository", "tag"):
+        again.add_argument(f"--{name}")
+    again.add_argument("--state", choices=sorted(models.FINAL_DELIVERY_STATES))
+    again.add_argument("--since", help="received since: a time (RFC 3339) or an age (2h, 3d)")
+    again.add_argument("--until", help="received before: a time (RFC 3339) or an age")
+    again.add_argument("--dry-run", action="store_true", help="say how many, redeliver none")
     again.set_defaults(run=_runner(_redeliver))
+
+    listed = commands.add_parser("targets", parents=[where],
+                                 help="every target: active or paused, recent failures")
+    listed.set_defaults(run=_runner(_targets))
+    for action in ("pause", "resume"):
+        change = commands.add_parser(
+            action, parents=[where],
+            help=f"{action} a target: a paused one receives nothing, its steps wait")
+        change.add_argument("chain")
+        change.add_argument("target")
+        change.set_defaults(run=_runner(_set_target), action=action)
 
     send = commands.add_parser(
         "send", parents=[where], help="push a payload (Docker Hub's example by default) "
@@ -163,8 +186,17 @@ async def _show(args: argparse.Namespace, at: Where, console: Console) -> int:
 
 
 async def _redeliver(args: argparse.Namespace, at: Where, console: Console) -> int:
+    start = _from_step(args.from_step)
+    matching = {"chain": args.chain, "state": args.state, "repository": args.repository,
+                "tag": args.tag, "since": _moment(args.since, "--since"),
+                "until": _moment(args.until, "--until")}
+    if args.id is None:
+        return await _redeliver_matching(args, at, console, matching, start)
+    if any(v is not None for v in matching.values()) or args.dry_run:
+        raise errors.ConfigError("give a delivery id, or --state/--since/... to select "
+                                 "deliveries, not both")
     async with at.client() as client:
-        answer = await client.redeliver(args.id)
+        answer = await client.redeliver(args.id, start)
         if args.json and not args.follow:
             _print_json(answer)
             return 0
@@ -172,6 +204,68 @@ async def _redeliver(args: argparse.Namespace, at: Where, console: Console) -> i
         if not args.follow:
             return 0
         return await follow(client, answer["id"], console)
+
+
+async def _redeliver_matching(args: argparse.Namespace, at: Where, console: Console,
+                              matching: dict[str, str | None], start: int | str | None) -> int:
+    if matching["state"] is None and matching["since"] is None:
+        raise errors.ConfigError("give a delivery id, or --state and/or --since to select "
+                                 "the deliveries to redeliver")
+    async with at.client() as client:
+        answer = await client.redeliver_matching(**matching, from_step=start,
+                                                 dry_run=args.dry_run or None)
+    if args.json:
+        _print_json(answer)
+    elif args.dry_run:
+        console.print(f"{answer['count']} deliveries match (nothing redelivered: --dry-run)")
+    else:
+        console.print(f"redelivered {answer['count']} deliveries")
+        for new_id in answer["ids"]:
+            console.print(display.clean(new_id))
+    return 0
+
+
+def _from_step(text: str | None) -> int | str | None:
+    if text is None or text == "failed":
+        return text
+    if text.isascii() and text.isdigit():
+        return int(text)
+    raise errors.ConfigError(f'--from-step must be a step index or "failed", got {text!r}')
+
+
+def _moment(text: str | None, option: str) -> str | None:
+    """An RFC 3339 time as given, or an age ("2h") as the time that long ago."""
+    if text is None:
+        return None
+    age = config.parse_duration(text)
+    if age is not None and not text.replace(".", "").isdigit():
+        return models.iso(time.time() - age)
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        raise errors.ConfigError(f"{option} must be an age such as 2h or 3d, or an RFC 3339 "
+                                 f"time, got {text!r}") from None
+    return text
+
+
+async def _targets(args: argparse.Namespace, at: Where, console: Console) -> int:
+    async with at.client() as client:
+        answer = await client.targets()
+    if args.json:
+        _print_json(answer)
+    else:
+        console.print(display.targets(answer["items"]))
+    return 0
+
+
+async def _set_target(args: argparse.Namespace, at: Where, console: Console) -> int:
+    async with at.client() as client:
+        answer = await client.set_target(args.chain, args.target, args.action)
+    if args.json:
+        _print_json(answer)
+    else:
+        console.print(display.targets([answer]))
+    return 0
 
 
 async def _reload(args: argparse.Namespace, at: Where, console: Console) -> int:

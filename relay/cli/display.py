@@ -17,9 +17,9 @@ from relay import models
 
 STYLES = {"pending": "dim", "running": "blue", "sending": "blue",
           "awaiting_callback": "yellow", "success": "green", "failure": "red",
-          "error": "magenta", "skipped": "dim"}
+          "error": "magenta", "skipped": "dim", "paused": "yellow", "active": "green"}
 MARKS = {"pending": "·", "sending": "→", "awaiting_callback": "…", "success": "✔",
-         "failure": "✘", "error": "!", "skipped": "-"}
+         "failure": "✘", "error": "!", "skipped": "-", "paused": "‖"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -101,6 +101,21 @@ def delivery(d: dict[str, Any]) -> list[Any]:
     return shown
 
 
+def targets(items: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("CHAIN", "TARGET", "STATE", "SINCE (UTC)", "FAILURES", "WAITING",
+                   "LAST ERROR"):
+        table.add_column(column, no_wrap=column != "LAST ERROR")
+    for item in items:
+        shown = state(item.get("state"))
+        if item.get("paused_by"):
+            shown.append(f" by {clean(item['paused_by'])}", style="dim")
+        table.add_row(clean(item.get("chain")), clean(item.get("target")), shown,
+                      when(item.get("since")), str(item.get("consecutive_failures", 0)),
+                      str(item.get("waiting", 0)), Text(clean(item.get("last_error"))))
+    return table
+
+
 def attempts(items: list[dict[str, Any]]) -> Text:
     text = Text()
     for n, attempt in enumerate(items, start=1):
@@ -121,6 +136,10 @@ def answer(attempt: dict[str, Any]) -> Text:
     text.append(took)
     if attempt.get("error"):
         text.append(" " + clean(attempt["error"]), style="dim")
+    response = attempt.get("response") or {}
+    if response.get("body"):
+        body = clean(response["body"]).strip().replace("\n", " ")
+        text.append(f"\n   {body[:120]}{'…' if len(body) > 120 else ''}", style="dim")
     return text
 
 

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import assert_never
 
+import orjson
+
 from relay import config, errors, models
 from relay.engine import chain, notices, pausing
 from relay.engine.chain import Decision
@@ -42,11 +44,12 @@ async def record_attempt(tx: Tx, live: config.Live, claimed: Claimed,
                          ) -> Applied:
     """Complete the attempt's record with its answer and move the send (and its chain) on."""
     send, lost = await _held(tx, claimed)
+    settings = live.of(claimed.config)
     await sends.record_answer(tx, claimed.id, claimed.attempt, answer.status,
-                              answer.duration_ms, answer.error)
+                              answer.duration_ms, answer.error,
+                              _response_text(answer, settings))
     if lost is not None:
         return _applied(send, claimed.chain, chain.Ignore(lost))
-    settings = live.of(claimed.config)
     paused = False
     if send["kind"] != SendKind.STEP:
         await sends.set_status(tx, claimed.id, answer.status)
@@ -224,6 +227,17 @@ def _policy(settings: config.Settings, chain_name: str,
         if target is not None:
             return target.policy, target.await_callback
     return settings.delivery.policy, False
+
+
+def _response_text(answer: chain.Answer, settings: config.Settings) -> str | None:
+    """The target's answer as stored: relay's own secrets (tokens, signing secrets, header
+    values) scrubbed out, should the target echo them back."""
+    if answer.response is None:
+        return None
+    scrub = settings.redactor.scrub
+    shown = {**answer.response, "body": scrub(answer.response["body"]),
+             "headers": {k: scrub(v) for k, v in answer.response["headers"].items()}}
+    return orjson.dumps(shown).decode()
 
 
 def _applied(send: Row, chain_name: str, decision: chain.Decision,

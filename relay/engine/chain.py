@@ -7,6 +7,7 @@ transaction, so there is one engine whichever way an outcome arrives.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from relay import config
 from relay.engine import retry
@@ -23,6 +24,8 @@ class Answer:
     retry_after: float | None = None
     permanent: bool = False
     """No point in trying again (the target is no longer configured, say)."""
+    response: dict[str, Any] | None = None
+    """What the target answered, as the history shows it (delivery.shown_response)."""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import aiohttp
 
@@ -12,6 +13,9 @@ from relay.engine.chain import Answer
 
 USER_AGENT = "relay-webhooks/1"
 _DRAIN_LIMIT = 64 * 1024
+RESPONSE_BODY_LIMIT = 4096
+RESPONSE_HEADERS = ("content-type", "content-length", "retry-after", "location",
+                    "www-authenticate", "x-request-id")
 
 
 async def post(session: aiohttp.ClientSession, url: str, body: bytes, *, message_id: str,
@@ -30,13 +34,14 @@ async def post(session: aiohttp.ClientSession, url: str, body: bytes, *, message
                                    timeout=aiohttp.ClientTimeout(total=timeout),
                                    ssl=not insecure) as response:
             # Read (a bounded part of) the answer so that the connection can be reused.
-            await response.content.read(_DRAIN_LIMIT)
+            data = await response.content.read(_DRAIN_LIMIT)
             error = None
             if 300 <= response.status < 400:
                 error = (f"target answered HTTP {response.status}; redirects are not "
                          "followed")
             return Answer(response.status, error, _since(started),
-                          retry.parse_retry_after(response.headers.get("Retry-After")))
+                          retry.parse_retry_after(response.headers.get("Retry-After")),
+                          response=shown_response(response, data))
     except TimeoutError:
         return Answer(None, f"no answer within {timeout:g} s", _since(started))
     except aiohttp.InvalidURL:
@@ -59,6 +64,17 @@ async def post(session: aiohttp.ClientSession, url: str, body: bytes, *, message
         return Answer(None, f"{type(exc).__name__}: {exc}".strip(": "), _since(started))
     except (OSError, ValueError) as exc:
         return Answer(None, f"{type(exc).__name__}: {exc}", _since(started))
+
+
+def shown_response(response: aiohttp.ClientResponse, data: bytes) -> dict[str, Any]:
+    """What the history keeps of an answer: its status, a few telling headers, and the
+    first RESPONSE_BODY_LIMIT bytes of its body as text."""
+    headers = {name: response.headers[name] for name in RESPONSE_HEADERS
+               if name in response.headers}
+    truncated = len(data) > RESPONSE_BODY_LIMIT or not response.content.at_eof()
+    return {"status": response.status, "headers": headers,
+            "body": data[:RESPONSE_BODY_LIMIT].decode("utf-8", "replace"),
+            "truncated": truncated}
 
 
 def refused(reason: str) -> str:

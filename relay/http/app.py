@@ -65,6 +65,7 @@ def make_app(source: config.Settings | config.Live) -> web.Application:
     app.router.add_post("/callbacks/{token}", callbacks.receive)
     app.router.add_get("/history", history.listing)
     app.router.add_get("/history/{id}", history.show)
+    app.router.add_post("/history/redeliver", history.redeliver_matching)
     app.router.add_post("/history/{id}/redeliver", history.redeliver)
     # The other seed systems (DESIGN §6): Kudu web hooks, Dockership's endpoints, and
     # Docker Cloud service triggers (with and without the trailing slash Docker Cloud uses).

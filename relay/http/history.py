@@ -15,7 +15,7 @@ from aiohttp import web
 
 from relay import errors, logs, redaction
 from relay.engine import redelivery
-from relay.http import answers, auth, intake
+from relay.http import answers, auth, bodies, intake, redelivery_requests
 from relay.http.appkeys import CONFIG, STORE
 from relay.models import HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, DeliveryState
 from relay.store import views
@@ -53,13 +53,32 @@ async def answer_show(request: web.Request) -> web.Response:
     return answers.respond(redaction.shown_delivery(found, redactor))
 
 
+async def redeliver_matching(request: web.Request) -> web.Response:
+    auth.require_admin(request)
+    return await answer_redeliver_matching(request)
+
+
 async def answer_redeliver(request: web.Request) -> web.Response:
     settings = request.app[CONFIG].current
     original = request.match_info["id"]
-    delivery_id = await request.app[STORE].write(
-        lambda tx: redelivery.redeliver(tx, request.app[CONFIG], original, time.time()))
-    logs.get().info("push.redelivered", delivery=delivery_id, original=original)
+    body, _ = await bodies.read_object(request, empty_is_object=True)
+    start = redelivery_requests.from_step(body)
+    delivery_id = await request.app[STORE].write(lambda tx: redelivery.redeliver(
+        tx, request.app[CONFIG], original, time.time(), start))
+    logs.get().info("push.redelivered", delivery=delivery_id, original=original,
+                    from_step=start)
     return intake.accepted(settings, delivery_id)
+
+
+async def answer_redeliver_matching(request: web.Request) -> web.Response:
+    body, _ = await bodies.read_object(request)
+    matching, start, dry_run = redelivery_requests.bulk(body)
+    count, ids = await request.app[STORE].write(lambda tx: redelivery.redeliver_matching(
+        tx, request.app[CONFIG], matching, time.time(), start, dry_run))
+    if dry_run:
+        return answers.respond({"count": count})
+    logs.get().info("push.redelivered_in_bulk", count=count, from_step=start)
+    return answers.respond({"count": count, "ids": ids}, status=202)
 
 
 def parse_query(request: web.Request) -> views.Query:

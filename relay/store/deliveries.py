@@ -130,6 +130,47 @@ async def find(tx: Tx, delivery_id: str) -> Row | None:
                              " WHERE id = $1", delivery_id)
 
 
+@dataclass(frozen=True)
+class Filter:
+    """Which ended deliveries a bulk redelivery takes (None: any)."""
+
+    chain: str | None = None
+    state: str | None = None
+    repository: str | None = None
+    tag: str | None = None
+    since: float | None = None
+    until: float | None = None
+    """On `received_at`: since <= received_at < until."""
+
+    def where(self) -> tuple[str, list[object]]:
+        clauses = ["state IN ('success', 'failure', 'error')"]
+        args: list[object] = []
+        for column, value in (("chain", self.chain), ("state", self.state),
+                              ("repository", self.repository), ("tag", self.tag)):
+            if value is not None:
+                args.append(value)
+                clauses.append(f"{column} = ${len(args)}")
+        if self.since is not None:
+            args.append(self.since)
+            clauses.append(f"received_at >= ${len(args)}")
+        if self.until is not None:
+            args.append(self.until)
+            clauses.append(f"received_at < ${len(args)}")
+        return " AND ".join(clauses), args
+
+
+async def count_matching(tx: Tx, matching: Filter) -> int:
+    where, args = matching.where()
+    return int(await tx.fetchval(f"SELECT count(*) FROM deliveries WHERE {where}", *args))
+
+
+async def matching(tx: Tx, matching: Filter, limit: int) -> list[Row]:
+    """The deliveries `matching` selects (id, chain, payload, tag), oldest first."""
+    where, args = matching.where()
+    return await tx.fetch(f"SELECT id, chain, payload, tag FROM deliveries WHERE {where}"
+                          f" ORDER BY received_at, id LIMIT {int(limit)}", *args)
+
+
 async def latest(tx: Tx, chain: str) -> Row | None:
     """The chain's last accepted delivery (id, chain, payload)."""
     return await tx.fetchrow("SELECT id, chain, payload, tag FROM deliveries WHERE chain = $1"

@@ -148,11 +148,13 @@ async def by_token(tx: Tx, token: str) -> Row | None:
 
 
 async def record_answer(tx: Tx, send_id: int, attempt: int, status: int | None,
-                        duration_ms: float, error: str | None) -> None:
+                        duration_ms: float, error: str | None,
+                        response: str | None = None) -> None:
+    """`response`: what the target answered, as JSON text (None: no answer)."""
     await tx.execute(
-        "UPDATE attempts SET status = $3, duration_ms = $4, error = $5"
+        "UPDATE attempts SET status = $3, duration_ms = $4, error = $5, response = $6"
         " WHERE send_id = $1 AND n = $2",
-        send_id, attempt, status, round(duration_ms, 3), error)
+        send_id, attempt, status, round(duration_ms, 3), error, response)
 
 
 async def abandon_attempt(tx: Tx, send_id: int, attempt: int, why: str) -> None:

@@ -147,7 +147,7 @@ async def _attempts_of(tx: Tx, send_ids: list[int]) -> dict[int, list[dict[str, 
     if not send_ids:
         return {}
     rows = await tx.fetch(
-        "SELECT send_id, n, at, status, duration_ms, error FROM attempts"
+        "SELECT send_id, n, at, status, duration_ms, error, response FROM attempts"
         f" WHERE send_id IN ({placeholders(1, len(send_ids))}) ORDER BY send_id, n",
         *send_ids)
     grouped: dict[int, list[dict[str, Any]]] = {}
@@ -157,5 +157,6 @@ async def _attempts_of(tx: Tx, send_ids: list[int]) -> dict[int, list[dict[str, 
             error = "no answer recorded"
         grouped.setdefault(row["send_id"], []).append({
             "at": iso(row["at"]), "status": row["status"],
-            "duration_ms": row["duration_ms"], "error": error})
+            "duration_ms": row["duration_ms"], "error": error,
+            "response": json.loads(row["response"]) if row["response"] else None})
     return grouped

@@ -3,6 +3,7 @@ failed attempts (then probed), or by an operator through /api/targets."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from support import Relay, Reply, StartRelay, StartTarget, Target, seed_push, wait_until
@@ -53,7 +54,7 @@ async def test_relay_pauses_a_failing_target_probes_it_and_resumes_in_order(
     await wait_until(lambda: _at_least(ci, before + 2), timeout=20, what="two probes")
     probes = ci.requests[before:]
     assert {r.json["push_data"]["tag"] for r in probes} == {"t0"}
-    assert all(b.at - a.at >= 0.25 for a, b in zip(probes, probes[1:], strict=False))
+    assert all(b.at - a.at >= 0.25 for a, b in itertools.pairwise(probes))
 
     ci.default = Reply(status=200, callback=None)  # the target is back
     for delivery_id in [first, *later]:
@@ -63,7 +64,7 @@ async def test_relay_pauses_a_failing_target_probes_it_and_resumes_in_order(
     assert resumed["consecutive_failures"] == 0
     sent_after = [r.json["push_data"]["tag"] for r in ci.requests if r.at >= probes[-1].at]
     assert sent_after[-3:] == ["t1", "t2", "t3"]  # in their deliveries' order
-    status, metrics = await relay.get("/metrics")
+    _status, metrics = await relay.get("/metrics")
     assert "relay_targets_paused 0.0" in metrics
 
 
