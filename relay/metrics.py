@@ -27,6 +27,9 @@ class Metrics:
         # may hold several relays.
         self.registry = CollectorRegistry()
         self.chains = tuple(chains)
+        self.pruned = Counter(
+            "relay_deliveries_pruned", "Ended deliveries deleted past [history] retention",
+            registry=self.registry)
         self.pushes = Counter(
             "relay_pushes", "Pushes received by an authorized hook, by chain and outcome:"
             " accepted (stored), ignored (repository filter or no tag push), rejected (400,"

@@ -54,6 +54,11 @@ class Client:
         return dict(await self.request("POST", "/history/redeliver",
                                        data=orjson.dumps(body), headers=_JSON))
 
+    async def prune(self, older_than: str, dry_run: bool) -> dict[str, Any]:
+        """POST /api/prune: delete deliveries that ended longer ago than `older_than`."""
+        body = orjson.dumps({"older_than": older_than, "dry_run": dry_run})
+        return dict(await self.request("POST", "/api/prune", data=body, headers=_JSON))
+
     async def targets(self) -> dict[str, Any]:
         return dict(await self.request("GET", "/api/targets"))
 

@@ -73,6 +73,14 @@ def add_commands(commands: Any) -> None:
     again.add_argument("--dry-run", action="store_true", help="say how many, redeliver none")
     again.set_defaults(run=_runner(_redeliver))
 
+    prune = commands.add_parser(
+        "prune", parents=[where],
+        help="delete deliveries that ended longer ago than --older-than (as [history] "
+             "retention does in the background)")
+    prune.add_argument("--older-than", required=True, help="an age such as 7d or 12h")
+    prune.add_argument("--dry-run", action="store_true", help="say how many, delete none")
+    prune.set_defaults(run=_runner(_prune))
+
     listed = commands.add_parser("targets", parents=[where],
                                  help="every target: active or paused, recent failures")
     listed.set_defaults(run=_runner(_targets))
@@ -246,6 +254,18 @@ def _moment(text: str | None, option: str) -> str | None:
         raise errors.ConfigError(f"{option} must be an age such as 2h or 3d, or an RFC 3339 "
                                  f"time, got {text!r}") from None
     return text
+
+
+async def _prune(args: argparse.Namespace, at: Where, console: Console) -> int:
+    async with at.client() as client:
+        answer = await client.prune(args.older_than, args.dry_run)
+    if args.json:
+        _print_json(answer)
+    else:
+        verb = "would delete" if args.dry_run else "deleted"
+        console.print(f"{verb} {answer['count']} deliveries that ended more than "
+                      f"{display.clean(args.older_than)} ago")
+    return 0
 
 
 async def _targets(args: argparse.Namespace, at: Where, console: Console) -> int:

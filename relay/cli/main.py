@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from relay import __version__, config, errors, logs
 from relay.cli import client_commands, example_target
+from relay.config import schedule
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
@@ -92,6 +93,12 @@ def run_check_config(args: argparse.Namespace) -> int:
     chains = ", ".join(f"{c.name} ({len(c.targets)} targets)" for c in settings.chains)
     print(f"{args.config}: OK: {len(settings.chains)} chains: {chains or 'none'}; "
           f"store {_store_kind(settings.store.url)}")
+    for chain in settings.chains:
+        for target in chain.targets:
+            policy = target.policy
+            pausing = (f"pauses after {policy.pause_after} failures in a row, probed every "
+                       f"{policy.probe_interval:g} s" if policy.pause_after else "never paused")
+            print(f"  {chain.name}/{target.name}: {schedule.describe(policy)}; {pausing}")
     return 0
 
 

@@ -17,6 +17,7 @@ from relay.config.settings import (
     MANIFEST_MEDIA_TYPES,
     Chain,
     DeliverySettings,
+    HistorySettings,
     Order,
     OutboundSettings,
     RateLimit,
@@ -60,11 +61,14 @@ def parse(text: str, environ: Mapping[str, str] | None = None, origin: str = "co
         raise errors.ConfigError(f"{origin}: {exc}") from None
     return Settings(server=settings.server, store=settings.store, delivery=settings.delivery,
                     upstream=settings.upstream, outbound=settings.outbound,
-                    chains=settings.chains, secrets=frozenset(secrets))
+                    history=settings.history, chains=settings.chains,
+                    secrets=frozenset(secrets))
 
 
 def _settings(root: Table) -> Settings:
-    root.only({"server", "store", "delivery", "upstream", "outbound", "chain"})
+    root.only({"server", "store", "delivery", "upstream", "outbound", "history", "chain"})
+    history = root.table("history")
+    history.only({"retention"})
     server = _server(root.table("server"))
     store = root.table("store")
     delivery = root.table("delivery")
@@ -84,6 +88,8 @@ def _settings(root: Table) -> Settings:
             host.lower() for host in upstream.strings("allowed_hosts",
                                                       UpstreamSettings.allowed_hosts))),
         outbound=_outbound(root.table("outbound")),
+        history=HistorySettings(retention=history.duration(
+            "retention", HistorySettings.retention, allow_zero=True)),
         chains=chains)
 
 

@@ -184,12 +184,19 @@ class Chain:
 
 
 @dataclass(frozen=True)
+class HistorySettings:
+    retention: float = 30 * 86400.0
+    """Deliveries that ended longer ago than this are deleted (0: kept for ever)."""
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     store: StoreSettings = StoreSettings()
     delivery: DeliverySettings = DeliverySettings()
     upstream: UpstreamSettings = UpstreamSettings()
     outbound: OutboundSettings = OutboundSettings()
+    history: HistorySettings = HistorySettings()
     chains: tuple[Chain, ...] = ()
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
     """Every secret value in the file, so that logging can redact them wherever they appear."""

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import aiohttp
 
 from relay import config, errors, logs, metrics
-from relay.engine import apply, chain, delivery, outbound, pausing, shaping
+from relay.engine import apply, chain, delivery, outbound, pausing, retention, shaping
 from relay.models import SendKind, StepState
 from relay.store import Store, deliveries, idempotency, sends, targets
 from relay.store.base import Tx
@@ -64,6 +64,8 @@ class Worker:
         self._leases = itertools.count(1)
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
         self._next_prune = 0.0
         self.taken = 0
         """Sends this worker has taken on since it was made."""
@@ -75,14 +77,20 @@ class Worker:
         await self.store.write(
             lambda tx: admit_unconfigured(tx, self.live, self.clock()), alone=True)
         self._loop_task = asyncio.create_task(self._run(), name="relay-worker")
+        self._retention_task = asyncio.create_task(retention.run(
+            self.live, self.store, self.clock, self.metrics, self._stopped),
+            name="relay-retention")
         logs.get().info("worker.started", worker=self.id, capacity=self.capacity)
 
     async def stop(self, grace: float) -> None:
         """Stop claiming; let sends in flight finish within `grace`; give the rest back."""
         self._stopping = True
+        self._stopped.set()
         self.store.wake_local()
         if self._loop_task is not None:
             await self._loop_task
+        if self._retention_task is not None:
+            await self._retention_task
         if not self._claims:
             return
         _, unfinished = await asyncio.wait(list(self._claims), timeout=grace)

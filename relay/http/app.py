@@ -23,6 +23,7 @@ from relay.http import (
     kudu,
     middleware,
     openapi,
+    prune,
     ratelimit,
     targets,
 )
@@ -85,6 +86,7 @@ def make_app(source: config.Settings | config.Live) -> web.Application:
         app.router.add_post(base + "/{id}/call" + end, dockercloud.call)
     app.router.add_post("/api/reload", reload)
     app.router.add_get("/api/targets", targets.listing)
+    app.router.add_post("/api/prune", prune.prune)
     app.router.add_post("/api/targets/{chain}/{target}/pause", targets.pause)
     app.router.add_post("/api/targets/{chain}/{target}/resume", targets.resume)
     app.router.add_get("/healthz", healthz)

@@ -171,6 +171,7 @@ def _trigger_routes() -> dict[tuple[str, str], Fragment]:
                      503: STORE_DOWN})
     return routes
 _DELIVERY_ID = path_parameter("id", "A delivery's id")
+_TARGET = path_parameter("target", "A target's name in the chain")
 
 OPERATIONS: dict[tuple[str, str], Fragment] = {
     # -- intake ----------------------------------------------------------------------------
@@ -221,10 +222,24 @@ OPERATIONS: dict[tuple[str, str], Fragment] = {
     ("POST", "/history/{id}/redeliver"): operation(
         "A new delivery of the same payload", tag="history", security=ADMIN,
         parameters=[_DELIVERY_ID],
+        body={"required": False, "description": "Optional: where the new delivery starts; "
+                                                "the steps before it are skipped",
+              "content": {"application/json": {"schema": ref("FromStep")}}},
         answers={202: json_answer("The new delivery", ref("Accepted"),
                                   {"Location": header("The `status_url`", {"type": "string"})}),
-                 401: UNAUTHORIZED, 404: error("No delivery has this id"),
+                 400: BAD_JSON, 401: UNAUTHORIZED, 404: error("No delivery has this id"),
                  409: error("The delivery's chain is no longer configured"),
+                 422: error("from_step is out of range, or the delivery has no failed step"),
+                 503: STORE_DOWN}),
+    ("POST", "/history/redeliver"): operation(
+        "Redeliver every ended delivery a filter selects, oldest first", tag="history",
+        security=ADMIN, body=json_body(ref("RedeliveryFilter"), "Give state or since"),
+        description="All or none: at most 10 000 in one call. Each new delivery's "
+                    "`redelivery_of` names its original.",
+        answers={200: json_answer("A dry run: how many match", ref("Count")),
+                 202: json_answer("The new deliveries", ref("Redelivered")),
+                 400: BAD_JSON, 401: UNAUTHORIZED, 413: TOO_LARGE,
+                 422: error("The filter is not valid, or more than 10 000 match"),
                  503: STORE_DOWN}),
     # -- operations ------------------------------------------------------------------------
     ("POST", "/api/reload"): operation(
@@ -234,6 +249,33 @@ OPERATIONS: dict[tuple[str, str], Fragment] = {
                     "not parse or check keeps the old configuration serving (`422`).",
         answers={200: json_answer("Reloaded", ref("Reloaded")), 401: UNAUTHORIZED,
                  422: error("The file has a mistake (named in `error`); nothing changed")}),
+    ("GET", "/api/targets"): operation(
+        "Every configured target: active or paused", tag="operations", security=ADMIN,
+        answers={200: json_answer("The targets", {
+            "type": "object", "required": ["items"],
+            "properties": {"items": {"type": "array", "items": ref("TargetState")}}}),
+                 401: UNAUTHORIZED, 503: STORE_DOWN}),
+    ("POST", "/api/targets/{chain}/{target}/pause"): operation(
+        "Pause a target: it receives nothing, its steps wait", tag="operations",
+        security=ADMIN, parameters=[_CHAIN, _TARGET],
+        answers={200: json_answer("The target now", ref("TargetState")), 401: UNAUTHORIZED,
+                 404: error("The chain has no such target"), 503: STORE_DOWN}),
+    ("POST", "/api/targets/{chain}/{target}/resume"): operation(
+        "Resume a target: its waiting steps are sent in their deliveries' order",
+        tag="operations", security=ADMIN, parameters=[_CHAIN, _TARGET],
+        answers={200: json_answer("The target now", ref("TargetState")), 401: UNAUTHORIZED,
+                 404: error("The chain has no such target"), 503: STORE_DOWN}),
+    ("POST", "/api/prune"): operation(
+        "Delete deliveries that ended longer ago than older_than", tag="operations",
+        security=ADMIN, body=json_body({
+            "type": "object", "required": ["older_than"], "additionalProperties": False,
+            "properties": {"older_than": {"type": "string", "examples": ["7d"]},
+                           "dry_run": {"type": "boolean"}}}, "How old"),
+        answers={200: json_answer("How many were (or would be) deleted", {
+            "type": "object", "required": ["count", "dry_run"],
+            "properties": {"count": {"type": "integer"}, "dry_run": {"type": "boolean"}}}),
+                 400: BAD_JSON, 401: UNAUTHORIZED, 413: TOO_LARGE,
+                 422: error("older_than is not an age"), 503: STORE_DOWN}),
     ("GET", "/healthz"): operation(
         "Liveness", tag="operations", security=NO_AUTH,
         answers={200: json_answer("Serving", ref("Status"))}),
@@ -404,8 +446,51 @@ SCHEMAS: dict[str, Fragment] = {
         "type": "object", "required": ["at", "status", "duration_ms", "error"],
         "properties": {"at": _TIME, "status": {"type": ["integer", "null"]},
                        "duration_ms": {"type": ["number", "null"]},
-                       "error": _OPTIONAL_TEXT},
+                       "error": _OPTIONAL_TEXT,
+                       "response": {"oneOf": [{"type": "null"}, ref("Response")]}},
     },
+    "Response": {
+        "type": "object", "required": ["status", "headers", "body", "truncated"],
+        "description": "What the target answered: a few headers and the first 4 KB of the "
+                       "body, relay's own secrets redacted",
+        "properties": {"status": {"type": "integer"},
+                       "headers": {"type": "object",
+                                   "additionalProperties": {"type": "string"}},
+                       "body": {"type": "string"}, "truncated": {"type": "boolean"}}},
+    "FromStep": {
+        "type": "object", "additionalProperties": False,
+        "properties": {"from_step": {"oneOf": [{"type": "integer", "minimum": 0},
+                                               {"const": "failed"}]}}},
+    "RedeliveryFilter": {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "chain": {"type": "string"}, "repository": {"type": "string"},
+            "tag": {"type": "string"},
+            "state": {"enum": ["success", "failure", "error"]},
+            "since": {"type": "string", "format": "date-time",
+                      "description": "on received_at, inclusive"},
+            "until": {"type": "string", "format": "date-time",
+                      "description": "on received_at, exclusive"},
+            "from_step": {"oneOf": [{"type": "integer", "minimum": 0},
+                                    {"const": "failed"}]},
+            "dry_run": {"type": "boolean"}}},
+    "Count": {"type": "object", "required": ["count"],
+              "properties": {"count": {"type": "integer"}}},
+    "Redelivered": {"type": "object", "required": ["count", "ids"],
+                    "properties": {"count": {"type": "integer"},
+                                   "ids": {"type": "array", "items": {"type": "string"}}}},
+    "TargetState": {
+        "type": "object",
+        "required": ["chain", "target", "state", "paused_by", "since",
+                     "consecutive_failures", "last_error", "waiting"],
+        "properties": {
+            "chain": {"type": "string"}, "target": {"type": "string"},
+            "state": {"enum": ["active", "paused"]},
+            "paused_by": {"enum": ["relay", "operator", None]},
+            "since": {"oneOf": [{"type": "null"}, _TIME]},
+            "consecutive_failures": {"type": "integer"},
+            "last_error": _OPTIONAL_TEXT,
+            "waiting": {"type": "integer", "description": "steps waiting for it (paused)"}}},
     "StepCallback": {
         "type": "object",
         "required": ["state", "description", "context", "target_url", "received_at"],

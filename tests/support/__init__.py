@@ -99,7 +99,8 @@ def toml_value(value: Any) -> str:
 def render_config(*, port: int, store_url: str, chains: list[dict[str, Any]],
                   server: dict[str, Any] | None = None, delivery: dict[str, Any] | None = None,
                   upstream: dict[str, Any] | None = None,
-                  outbound: dict[str, Any] | None = None) -> str:
+                  outbound: dict[str, Any] | None = None,
+                  history: dict[str, Any] | None = None) -> str:
     """A relay.toml; each chain dict has its keys plus `targets`, a list of target dicts."""
     lines = ["[server]", 'host = "127.0.0.1"', f"port = {port}",
              f'public_url = "http://127.0.0.1:{port}"', f'admin_token = "{ADMIN_TOKEN}"']
@@ -112,6 +113,8 @@ def render_config(*, port: int, store_url: str, chains: list[dict[str, Any]],
     lines += ["[upstream]"] + [f"{k} = {toml_value(v)}" for k, v in upstream.items()]
     if outbound is not None:
         lines += ["[outbound]"] + [f"{k} = {toml_value(v)}" for k, v in outbound.items()]
+    if history is not None:
+        lines += ["[history]"] + [f"{k} = {toml_value(v)}" for k, v in history.items()]
     for chain in chains:
         chain = {"token": CHAIN_TOKEN, **chain}
         targets = chain.pop("targets")
