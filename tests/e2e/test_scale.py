@@ -155,7 +155,9 @@ async def test_three_processes_share_the_work_and_survive_a_sigkill(
     for relay in relays:
         relay.config_path.write_text(render_config(
             port=relay.port, store_url=store_url,
-            delivery={"timeout": 2, "backoff_initial": 0.05, "backoff_max": 0.5},
+            # Every first attempt is a 503 (CallingTarget): relay would rightly pause the targets.
+            delivery={"timeout": 2, "backoff_initial": 0.05, "backoff_max": 0.5,
+                      "pause_after": 0},
             chains=[{"name": "main", "concurrency": 25, "order": "chain", "targets": [
                 {"name": "ci", "url": ci.url}, {"name": "deploy", "url": deploy.url}]}]))
     try:
