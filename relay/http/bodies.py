@@ -57,10 +57,10 @@ def _reason(exc: BaseException) -> str:
 async def read_object(request: web.Request, *, empty_is_object: bool = False
                       ) -> tuple[dict[str, Any], str]:
     """The body as a JSON object (and as text), within [server] max_body_bytes and
-    max_json_depth; with `empty_is_object`, an empty body is {}."""
+    max_json_depth; with `empty_is_object`, an empty body (or JSON null) is {}."""
     server = request.app[CONFIG].current.server
     body = await read_body(request, server.max_body_bytes)
-    if empty_is_object and not body.strip():
+    if empty_is_object and body.strip() in (b"", b"null"):
         return {}, ""
     return parse_object(body, server.max_json_depth)
 

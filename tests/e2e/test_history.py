@@ -109,7 +109,7 @@ async def test_a_delivery_shows_every_attempt_and_callback(start_relay: StartRel
     assert set(step) >= {"index", "target", "url", "state", "attempts", "callback"}
     assert step["url"] == ci.url
     attempt = step["attempts"][0]
-    assert set(attempt) == {"at", "status", "duration_ms", "error"}
+    assert set(attempt) == {"at", "status", "duration_ms", "error", "response"}
     assert attempt["status"] == 200
     assert attempt["error"] is None
     assert attempt["duration_ms"] >= 0
