@@ -75,6 +75,9 @@ def make_app(source: config.Settings | config.Live) -> web.Application:
     app.router.add_get("/api/hooks", kudu.listing)
     app.router.add_get("/api/hooks/{id}", kudu.show)
     app.router.add_delete("/api/hooks/{id}", kudu.unsubscribe)
+    # The seed's publish path, and Kudu's own (its routes are hooks/... under /api).
+    app.router.add_post("/api/hooks/hooks/publish/{event}", kudu.publish)
+    app.router.add_post("/api/hooks/publish/{event}", kudu.publish)
     app.router.add_get("/rest/projects", dockership.projects)
     app.router.add_get("/rest/status", dockership.statuses)
     app.router.add_get("/rest/status/{chain}", dockership.status)
