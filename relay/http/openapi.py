@@ -562,6 +562,9 @@ SCHEMAS: dict[str, Fragment] = {
     "UiSession": {"type": "object", "required": ["csrf", "expires_at"],
                   "properties": {"csrf": {"type": "string"}, "expires_at": _TIME,
                                  "chains": {"type": "array", "items": {"type": "string"}},
+                                 "services": {"type": "object", "description": "each chain's "
+                                              "Docker Cloud service UUID",
+                                              "additionalProperties": {"type": "string"}},
                                  "states": {"type": "array", "items": {"type": "string"}}}},
     "Ignored": {"type": "object", "required": ["ignored"],
                 "properties": {"ignored": {"type": "string"}}},
