@@ -8,6 +8,7 @@ import os
 import secrets
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -139,6 +140,15 @@ def new_delivery_id(now: float | None = None) -> str:
 def new_trigger_id() -> str:
     """A Docker Cloud trigger's id, which is also its only credential: 192 bits from `secrets`."""
     return secrets.token_urlsafe(24)
+
+
+SERVICES = uuid.uuid5(uuid.NAMESPACE_URL, "relay:chains")
+"""The namespace of chains' Docker Cloud service UUIDs (fixed: a UUID must never change)."""
+
+
+def service_uuid(chain: str) -> str:
+    """The UUID a chain has as a Docker Cloud service: the same for its name on every relay."""
+    return str(uuid.uuid5(SERVICES, chain))
 
 
 _MESSAGE_ID = "msg_"

@@ -15,9 +15,9 @@ from urllib.parse import unquote_plus, urlsplit, urlunsplit
 REDACTED = "[redacted]"
 
 # The secret segment of relay's own URLs: /hooks/{chain}/{token}, /callbacks/{token},
-# .../triggers/{id}/call/, and bearer credentials.
+# .../triggers/{id}/call/ (Docker Cloud's .../trigger/{id}/call/), and bearer credentials.
 _URL_SECRETS = (
-    r"(?P<keep>/hooks/[^/\s\"']+/|/callbacks/|/triggers/)[^/\s\"'?#]+"
+    r"(?P<keep>/hooks/[^/\s\"']+/|/callbacks/|/triggers?/)[^/\s\"'?#]+"
     r"|(?P<bearer>[Bb]earer\s+)[^\s\"',]+"
     r"|whsec_[A-Za-z0-9+/=]+"
 )

@@ -67,6 +67,16 @@ class Client:
         return dict(await self.request(
             "POST", f"/api/targets/{_segment(chain)}/{_segment(target)}/{action}"))
 
+    async def services(self) -> list[dict[str, Any]]:
+        """Every chain as a Docker Cloud service (name, UUID, targets), page by page."""
+        found: list[dict[str, Any]] = []
+        while True:
+            page = await self.request("GET", "/api/app/v1/service/",
+                                      params={"limit": "250", "offset": str(len(found))})
+            found += page["objects"]
+            if not page["meta"]["next"] or not page["objects"]:
+                return found
+
     async def reload(self) -> dict[str, Any]:
         """POST /api/reload: relay reads its config file again."""
         return dict(await self.request("POST", "/api/reload"))

@@ -1,9 +1,10 @@
-"""The client commands: relay history, show, redeliver, send, healthcheck (against a running
-relay, over its HTTP API).
+"""The client commands: relay history, show, redeliver, send, chains, reload, healthcheck
+(against a running relay, over its HTTP API).
 
-Where relay is: --url, else RELAY_URL, else the address that --config's [server] listens on,
-else http://127.0.0.1:8080. The admin token: RELAY_ADMIN_TOKEN, else --config's. A chain
-token (send): --token, else RELAY_CHAIN_TOKEN, else --config's chain.
+The config file: --config, else ./relay.toml when there is one (what `make run` serves).
+Where relay is: --url, else RELAY_URL, else the address that config's [server] listens on,
+else http://127.0.0.1:8080. The admin token: RELAY_ADMIN_TOKEN, else the config's. A chain
+token (send): --token, else RELAY_CHAIN_TOKEN, else the config's chain.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from relay.cli.client import Client, ClientError
 from relay.models import HISTORY_PAGE_MAX, DeliveryState
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_CONFIG = "relay.toml"
 FOLLOW_SECONDS = 0.5
 EXIT_BY_STATE = {"success": 0, "failure": 3, "error": 4}
 EXIT_IGNORED = 5
@@ -40,7 +42,8 @@ def add_commands(commands: Any) -> None:
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--url", help=f"relay's base URL (default: RELAY_URL, the address "
                                      f"--config listens on, or {DEFAULT_URL})")
-    where.add_argument("--config", help="a relay.toml to take the address and tokens from")
+    where.add_argument("--config", help="a relay.toml to take the address and tokens from "
+                                        f"(default: ./{DEFAULT_CONFIG} if there is one)")
     where.add_argument("--json", action="store_true", help="print relay's JSON as it is")
 
     listing = commands.add_parser("history", parents=[where],
@@ -103,6 +106,11 @@ def add_commands(commands: Any) -> None:
                       help="print the delivery's id and return at once")
     send.set_defaults(run=_runner(_send))
 
+    listed = commands.add_parser(
+        "chains", parents=[where],
+        help="the running relay's chains, with each one's Docker Cloud service UUID")
+    listed.set_defaults(run=_runner(_chains))
+
     reload = commands.add_parser(
         "reload", parents=[where],
         help="make a running relay read its config file again (as SIGHUP does)")
@@ -122,6 +130,7 @@ class Where:
     url: str
     admin_token: str | None
     settings: config.Settings | None
+    config_path: str | None = None
 
     def client(self, need_admin: bool = True) -> Client:
         if need_admin and not self.admin_token:
@@ -131,12 +140,13 @@ class Where:
 
 
 def where(args: argparse.Namespace) -> Where:
-    settings = config.load(args.config) if args.config else None
+    path = args.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None)
+    settings = config.load(path) if path else None
     url = args.url or os.environ.get("RELAY_URL") or (
         local_url(settings) if settings else DEFAULT_URL)
     admin = os.environ.get("RELAY_ADMIN_TOKEN") or (
         settings.server.admin_token if settings else None)
-    return Where(url, admin, settings)
+    return Where(url, admin, settings, path)
 
 
 def local_url(settings: config.Settings) -> str:
@@ -288,6 +298,18 @@ async def _set_target(args: argparse.Namespace, at: Where, console: Console) -> 
     return 0
 
 
+async def _chains(args: argparse.Namespace, at: Where, console: Console) -> int:
+    async with at.client() as client:
+        services = await client.services()
+    if args.json:
+        _print_json(services)
+    elif not services:
+        console.print("no chains are configured")
+    else:
+        console.print(display.chains(services))
+    return 0
+
+
 async def _reload(args: argparse.Namespace, at: Where, console: Console) -> int:
     async with at.client() as client:
         answer = await client.reload()
@@ -329,7 +351,7 @@ def _chain_token(args: argparse.Namespace, at: Where) -> str:
     chain = at.settings.chain(args.chain)
     if chain is None:
         names = ", ".join(c.name for c in at.settings.chains) or "none"
-        raise errors.ConfigError(f"{args.config} has no chain {args.chain!r} (it has: "
+        raise errors.ConfigError(f"{at.config_path} has no chain {args.chain!r} (it has: "
                                  f"{names})")
     return chain.token
 

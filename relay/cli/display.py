@@ -39,6 +39,17 @@ def when(iso: Any) -> str:
     return clean(iso).replace("T", " ")[:19] if iso else "—"
 
 
+def chains(services: list[dict[str, Any]]) -> Table:
+    """The chains as `relay chains` lists them, from Docker Cloud's service list."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("CHAIN", "SERVICE UUID", "TARGETS"):
+        table.add_column(column, no_wrap=column != "TARGETS")
+    for service in services:
+        table.add_row(clean(service.get("name")), clean(service.get("uuid")),
+                      Text(", ".join(clean(t) for t in service.get("targets", []))))
+    return table
+
+
 def history(items: list[dict[str, Any]]) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("ID", "RECEIVED (UTC)", "CHAIN", "REPOSITORY:TAG", "STATE", "STEPS",

@@ -15,6 +15,7 @@ from relay.config.schedule import schedule_of
 from relay.config.settings import (
     IDEMPOTENCY_WINDOW,
     MANIFEST_MEDIA_TYPES,
+    TRIGGER_RATE_LIMIT,
     Chain,
     DeliverySettings,
     HistorySettings,
@@ -153,7 +154,8 @@ def _policy(table: Table, base: SendPolicy) -> SendPolicy:
 def _chain(table: Table, policy: SendPolicy) -> Chain:
     table.only({"name", "token", "repositories", "tags", "order", "concurrency", "target",
                 "webhook", "environment", "media_types", "coalesce", "idempotency_window",
-                "rate_limit", "rate_burst"})
+                "rate_limit", "rate_burst", "trigger_rate_limit",
+                "trigger_rate_burst"})
     name = table.name()
     if not isinstance(table.raw("target"), list) or not table.raw("target"):
         raise errors.ConfigError(f"{table.path('target')}: chain {name!r} needs at least one "
@@ -176,6 +178,7 @@ def _chain(table: Table, policy: SendPolicy) -> Chain:
         coalesce=table.duration("coalesce", 0.0, allow_zero=True),
         idempotency_window=table.duration("idempotency_window", IDEMPOTENCY_WINDOW),
         rate_limit=_rate_limit(table),
+        trigger_rate_limit=_trigger_rate_limit(table),
     )
 
 
@@ -184,9 +187,20 @@ def _rate_limit(table: Table) -> RateLimit | None:
         if "rate_burst" in table:
             raise errors.ConfigError(f"{table.path('rate_burst')}: needs a rate_limit beside it")
         return None
-    count, per_second = parse_rate(table, "rate_limit")
+    return _rate(table, "rate_limit", "rate_burst")
+
+
+def _trigger_rate_limit(table: Table) -> RateLimit:
+    if "trigger_rate_limit" not in table:
+        return RateLimit(TRIGGER_RATE_LIMIT.per_second, table.integer(
+            "trigger_rate_burst", TRIGGER_RATE_LIMIT.burst, minimum=1))
+    return _rate(table, "trigger_rate_limit", "trigger_rate_burst")
+
+
+def _rate(table: Table, key: str, burst_key: str) -> RateLimit:
+    count, per_second = parse_rate(table, key)
     # "600/m" allows 600 at once by default: what the rate says may come within its unit.
-    burst = table.integer("rate_burst", max(1, int(count)), minimum=1)
+    burst = table.integer(burst_key, max(1, int(count)), minimum=1)
     return RateLimit(per_second=per_second, burst=burst)
 
 

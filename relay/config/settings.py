@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from relay import redaction
+from relay import models, redaction
 
 MIN_TOKEN_LENGTH = 16
 
@@ -131,6 +131,10 @@ class RateLimit:
     burst: int
 
 
+TRIGGER_RATE_LIMIT = RateLimit(per_second=1.0, burst=60)
+"""What each Docker Cloud trigger may be called by default: 60 a minute ("60/m")."""
+
+
 class Order(StrEnum):
     """Which deliveries of a chain wait for each other."""
 
@@ -161,11 +165,18 @@ class Chain:
     idempotency_window: float = IDEMPOTENCY_WINDOW
     """How long a sender's event id (or Idempotency-Key) keeps giving back its first delivery."""
     rate_limit: RateLimit | None = None
+    trigger_rate_limit: RateLimit = TRIGGER_RATE_LIMIT
+    """How often each of the chain's triggers may be called (on top of `rate_limit`)."""
     previous_tokens: tuple[str, ...] = ()
     """Still accepted beside `token` while senders move to it (a rotation)."""
 
     def takes(self, tag: str) -> bool:
         return takes_tag(self.tags, tag)
+
+    @property
+    def service_uuid(self) -> str:
+        """The chain's UUID as a Docker Cloud service."""
+        return models.service_uuid(self.name)
 
     @property
     def tokens(self) -> tuple[str, ...]:
@@ -215,6 +226,14 @@ class Settings:
             if chain.name == name:
                 return chain
         return None
+
+    def chain_of_service(self, service_uuid: str) -> Chain | None:
+        """The chain that is the Docker Cloud service `service_uuid`."""
+        return self._services.get(service_uuid.lower())
+
+    @functools.cached_property
+    def _services(self) -> dict[str, Chain]:
+        return {chain.service_uuid: chain for chain in self.chains}
 
     @property
     def lease_seconds(self) -> float:

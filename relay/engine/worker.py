@@ -242,20 +242,29 @@ class Worker:
             assert claimed.body is not None  # a notice's body is made when it is planned
             body = claimed.body.encode()
             secrets_, timeout = (), settings.delivery.policy.timeout
-        outside = claimed.kind in outbound.OUTSIDE_URL_KINDS
+        return await self.post(settings, claimed.url, body,
+                               outside=claimed.kind in outbound.OUTSIDE_URL_KINDS,
+                               message_id=claimed.message_id, secrets=secrets_,
+                               timeout=timeout, insecure=claimed.insecure, now=at,
+                               method=method, headers=headers)
+
+    async def post(self, settings: config.Settings, url: str, body: bytes, *, outside: bool,
+                   message_id: str, timeout: float, secrets: tuple[str, ...] = (),
+                   insecure: bool = False, now: float | None = None, method: str = "POST",
+                   headers: Sequence[tuple[str, str]] = ()) -> chain.Answer:
+        """One POST; a URL from outside (`outside`) may reach only allowed addresses."""
         session = self.outside_session if outside else self.session
-        proxy = outbound.proxy_for(claimed.url, settings.outbound)
+        proxy = outbound.proxy_for(url, settings.outbound)
         if proxy is not None and outside:
             # The guarded session would refuse the proxy's own (often private) address:
             # the destination is checked here instead, and the POST goes through the proxy.
-            refusal = await self.guard.refusal(claimed.url)
+            refusal = await self.guard.refusal(url)
             if refusal is not None:
                 return chain.Answer(None, delivery.refused(refusal), 0.0, permanent=True)
             session = self.session
-        return await delivery.post(session, claimed.url, body,
-                                   message_id=claimed.message_id, secrets=secrets_,
-                                   timeout=timeout, insecure=claimed.insecure, now=at,
-                                   method=method, headers=headers, proxy=proxy)
+        return await delivery.post(session, url, body, message_id=message_id,
+                                   secrets=secrets, timeout=timeout, insecure=insecure,
+                                   now=now, method=method, headers=headers, proxy=proxy)
 
 
 def _outcome(decision: chain.Decision) -> str:

@@ -17,6 +17,7 @@ from relay.http import (
     auth,
     callbacks,
     dockercloud,
+    dockercloud_v1,
     dockership,
     history,
     intake,
@@ -74,6 +75,9 @@ def make_app(source: config.Settings | config.Live) -> web.Application:
     app.router.add_get("/api/hooks", kudu.listing)
     app.router.add_get("/api/hooks/{id}", kudu.show)
     app.router.add_delete("/api/hooks/{id}", kudu.unsubscribe)
+    # The seed's publish path, and Kudu's own (its routes are hooks/... under /api).
+    app.router.add_post("/api/hooks/hooks/publish/{event}", kudu.publish)
+    app.router.add_post("/api/hooks/publish/{event}", kudu.publish)
     app.router.add_get("/rest/projects", dockership.projects)
     app.router.add_get("/rest/status", dockership.statuses)
     app.router.add_get("/rest/status/{chain}", dockership.status)
@@ -84,6 +88,7 @@ def make_app(source: config.Settings | config.Live) -> web.Application:
         app.router.add_get(base + "/{id}" + end, dockercloud.show)
         app.router.add_delete(base + "/{id}" + end, dockercloud.delete)
         app.router.add_post(base + "/{id}/call" + end, dockercloud.call)
+    add_dockercloud_v1(app)
     app.router.add_post("/api/reload", reload)
     app.router.add_get("/api/targets", targets.listing)
     app.router.add_post("/api/prune", prune.prune)
@@ -106,6 +111,21 @@ def make_app(source: config.Settings | config.Live) -> web.Application:
     # relay/http/openapi.py OPERATIONS; tests/e2e/test_openapi.py fails for any that has none.
     app.router.add_get("/openapi.json", openapi_document(settings))
     return app
+
+
+def add_dockercloud_v1(app: web.Application) -> None:
+    """Docker Cloud's own paths, for its clients (dockercloud_v1.py), with and without the
+    namespace. {uuid} before /trigger/ may end in one more '/', which python-dockercloud
+    sends there."""
+    for prefix in ("/api/app/v1", "/api/app/v1/{namespace}"):
+        app.router.add_get(prefix + "/service/", dockercloud_v1.services)
+        app.router.add_get(prefix + "/service/{uuid}/", dockercloud_v1.fetch)
+        base = prefix + "/service/{uuid:[^{}/]+/?}/trigger/"
+        app.router.add_get(base, dockercloud_v1.triggers)
+        app.router.add_post(base, dockercloud_v1.create)
+        app.router.add_get(base + "{trigger_uuid}/", dockercloud_v1.show)
+        app.router.add_delete(base + "{trigger_uuid}/", dockercloud_v1.delete)
+        app.router.add_post(base + "{trigger_uuid}/call/", dockercloud_v1.call)
 
 
 def openapi_document(settings: config.Settings) -> middleware.Handler:

@@ -1,7 +1,10 @@
-"""Who may call what: the admin token as a Bearer credential, compared in constant time."""
+"""Who may call what: the admin token as a Bearer credential (or, for Docker Cloud's
+clients, as the password of Basic authentication), compared in constant time."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 
 from aiohttp import web
@@ -39,3 +42,27 @@ def require_admin(request: web.Request) -> None:
     if given is None or not same_secret(given, request.app[CONFIG].current.server.admin_token):
         raise errors.HTTPError(401, "this needs Authorization: Bearer <admin_token>",
                                headers={"WWW-Authenticate": 'Bearer realm="relay"'})
+
+
+def basic_password(request: web.Request) -> str | None:
+    """The password of `Authorization: Basic base64(user:password)`; the user is not read."""
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(credential.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    _user, colon, password = decoded.partition(":")
+    return password if colon else None
+
+
+def require_api_key(request: web.Request) -> None:
+    """Docker Cloud's credential, `Basic base64(username:apikey)`, where relay's admin token
+    is the API key and any user name goes; a Bearer admin token goes too."""
+    given = bearer(request) or basic_password(request)
+    if given is None or not same_secret(given, request.app[CONFIG].current.server.admin_token):
+        raise errors.HTTPError(
+            401, "this needs Authorization: Basic base64(username:apikey) with relay's "
+                 "admin_token as the apikey, or Bearer <admin_token>",
+            headers={"WWW-Authenticate": 'Basic realm="relay"'})

@@ -1,8 +1,10 @@
 """Dockership's HTTP endpoints (seeds/dockership-extending.txt), admin token: chains shown as
 Dockership shows projects. GET /rest/projects, /rest/status, /rest/status/{chain}.
 
-Dockership serialises its Go structs as they are, so keys are capitalised (`LastRevision`).
-The web hook a chain may set is sent by notices.dockership_report.
+Entries have the keys of Dockership's JSON serialisation of its Go values (core/project.go
+`Project`, http/handle_status.go `StatusResult`; capitalised, zero values where relay has
+nothing to say), filled from the chain, with relay's own keys beside them. The web hook a
+chain may set is sent by notices.dockership_report.
 """
 
 from __future__ import annotations
@@ -23,28 +25,30 @@ from relay.store.base import Tx
 async def projects(request: web.Request) -> web.Response:
     settings = request.app[CONFIG].current
     auth.require_admin(request)
+    found = await request.app[STORE].read(lambda tx: _statuses(tx, settings))
     shown = Shown(settings)
-    return answers.respond({chain.name: shown.project(chain) for chain in settings.chains})
+    return answers.respond({chain.name: shown.project(chain, found[chain.name])
+                            for chain in settings.chains})
 
 
 async def statuses(request: web.Request) -> web.Response:
     settings = request.app[CONFIG].current
     auth.require_admin(request)
-    names = [chain.name for chain in settings.chains]
-    found = await request.app[STORE].read(lambda tx: _statuses(tx, names))
+    found = await request.app[STORE].read(lambda tx: _statuses(tx, settings))
     shown = Shown(settings)
     return answers.respond({chain.name: shown.status(chain, found[chain.name])
                             for chain in settings.chains})
 
 
 async def status(request: web.Request) -> web.Response:
+    """The entry itself, as the seed says (Dockership's own code wraps it in a map)."""
     chain = auth.admin_chain(request)
     found = await request.app[STORE].read(lambda tx: chains.status(tx, chain.name))
     return answers.respond(Shown(request.app[CONFIG].current).status(chain, found))
 
 
-async def _statuses(tx: Tx, names: list[str]) -> dict[str, chains.Status]:
-    return {name: await chains.status(tx, name) for name in names}
+async def _statuses(tx: Tx, settings: config.Settings) -> dict[str, chains.Status]:
+    return {chain.name: await chains.status(tx, chain.name) for chain in settings.chains}
 
 
 class Shown:
@@ -53,11 +57,32 @@ class Shown:
     def __init__(self, settings: config.Settings) -> None:
         self.redactor = redaction.Redactor(settings.secrets)
 
-    def project(self, chain: config.Chain) -> dict[str, Any]:
+    def project(self, chain: config.Chain, found: chains.Status) -> dict[str, Any]:
+        name = notices.environment(chain)
         return {
             "Name": chain.name,
-            "Environment": notices.environment(chain),
-            "WebHook": self.url(chain.webhook) if chain.webhook else None,
+            # What was deployed last, else what the chain takes.
+            "Repository": found.last_repository or next(iter(chain.repositories), ""),
+            "RelatedRepositories": None,
+            "Dockerfile": "",
+            "History": 0,
+            "UseShortRevisions": False,
+            "Files": None,
+            "TestCommand": "",
+            "NoCache": False,
+            "Restart": "",
+            "Ports": None,
+            "Binds": None,
+            "VolumesFrom": None,
+            "LinkNames": None,
+            "Environments": {name: environment(name)},
+            "EnvironmentNames": [name],
+            # Dockership's running tasks by environment: a delivery running is a deploy.
+            "TaskStatus": {name: {"deploy": found.running_since}} if found.running_since
+            else {},
+            "WebHook": self.url(chain.webhook) if chain.webhook else "",
+            # relay's own
+            "Environment": name,
             "Repositories": list(chain.repositories),
             "Concurrency": chain.concurrency,
             "Targets": [{"Name": target.name, "URL": self.url(target.url),
@@ -68,11 +93,17 @@ class Shown:
 
     def status(self, chain: config.Chain, found: chains.Status) -> dict[str, Any]:
         name = notices.environment(chain)
+        revision = found.last_revision or ""
         return {
-            "Project": self.project(chain),
+            "Project": self.project(chain, found),
             "Status": {name: {
-                "Environment": {"Name": name},
-                "LastRevision": found.last_revision or "",
+                "LastRevisionLabel": revision,
+                "Environment": environment(name),
+                "LastRevision": {found.last_repository or chain.name: revision}
+                if revision else {},
+                "RunningContainers": [],
+                "Containers": [],
+                # relay's own
                 "LastSuccessTime": found.last_success_at,
                 "LastDelivery": found.last_delivery,
                 "LastOutcome": found.last_outcome,
@@ -80,7 +111,7 @@ class Shown:
                 "Running": found.running,
                 "Pending": found.pending,
             }},
-            "Error": "",
+            "Error": None,
         }
 
     def url(self, url: str) -> str:
@@ -88,3 +119,8 @@ class Shown:
         any secret of the config (a `${ENV}` value) is scrubbed from what is left."""
         parts = urlsplit(redaction.without_credentials(url))
         return self.redactor.scrub(urlunsplit(parts._replace(query="", fragment="")))
+
+
+def environment(name: str) -> dict[str, Any]:
+    """Dockership's Environment: where it deploys (relay's targets stand for that)."""
+    return {"DockerEndPoints": None, "EtcdServers": None, "Name": name, "Host": ""}

@@ -7,14 +7,13 @@ Harbor) is first turned into Docker Hub pushes by relay/registries.
 from __future__ import annotations
 
 import fnmatch
-import math
 import time
 from typing import Any
 
 from aiohttp import web
 
 from relay import config, errors, logs, registries, schemas
-from relay.http import answers, auth, bodies
+from relay.http import answers, auth, bodies, ratelimit
 from relay.http.appkeys import CONFIG, LIMITS, METRICS, STORE
 from relay.models import Push
 from relay.store import Tx, deliveries
@@ -63,9 +62,7 @@ def throttle(request: web.Request, chain: config.Chain) -> None:
     be able to spend a chain's allowance."""
     wait = request.app[LIMITS].wait(chain.name)
     if wait:
-        seconds = max(1, math.ceil(wait))
-        raise errors.HTTPError(429, f"too many pushes to chain {chain.name}; try again in "
-                                    f"{seconds} s", headers={"Retry-After": str(seconds)})
+        raise ratelimit.too_many(wait, f"too many pushes to chain {chain.name}")
 
 
 async def take(request: web.Request, chain: config.Chain) -> web.Response:

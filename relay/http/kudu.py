@@ -1,7 +1,9 @@
-"""Kudu web hooks (seeds/kudu-web-hooks.txt): POST/GET/DELETE /api/hooks[/{id}], admin token.
+"""Kudu web hooks (seeds/kudu-web-hooks.txt): POST/GET/DELETE /api/hooks[/{id}] and POST
+/api/hooks/[hooks/]publish/{event}, admin token.
 
 A PostDeployment hook is sent Kudu's deployment payload whenever a chain ends (built in
-notices.plan, sent by the worker like any step); its last_* fields tell how the last one went.
+notices.plan, sent by the worker like any step); a hook of any event type is sent what is
+published to it (engine/publish.py). Its last_* fields tell how the last one went.
 """
 
 from __future__ import annotations
@@ -12,18 +14,21 @@ from typing import Any
 from aiohttp import web
 
 from relay import errors, logs, redaction, schemas
+from relay.engine import publish as publishing
 from relay.http import answers, auth, bodies
-from relay.http.appkeys import CONFIG, STORE
+from relay.http.appkeys import CONFIG, STORE, WORKER
 from relay.models import iso
 from relay.store import kudu_hooks
 
 _MAX_ID_DIGITS = 18  # a BIGINT
+MAX_EVENT_LENGTH = 64
+FIELDS = ("url", "event", "insecure_ssl", "chain")
 
 
 async def subscribe(request: web.Request) -> web.Response:
     settings = request.app[CONFIG].current
     auth.require_admin(request)
-    document, _ = await bodies.read_object(request)
+    document = kudu_fields((await bodies.read_object(request))[0])
     details = schemas.validate("kudu-hook", document)
     chain = document.get("chain")
     if not details and chain is not None and settings.chain(chain) is None:
@@ -59,13 +64,43 @@ async def show(request: web.Request) -> web.Response:
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
+    """200 and the hook as it was; 200 and null when there is no such hook, as Kudu answers
+    200 whatever the id (deleting is done when the hook is not there)."""
     auth.require_admin(request)
-    hook_id = _hook_id(request)
+    try:
+        hook_id = _hook_id(request)
+    except errors.HTTPError:
+        return answers.respond(None)
     row = await request.app[STORE].write(lambda tx: kudu_hooks.delete(tx, hook_id, time.time()))
     if row is None:
-        raise _no_such_hook(hook_id)
+        return answers.respond(None)
     logs.get().info("kudu.unsubscribed", hook=hook_id)
     return answers.respond(shown(row))
+
+
+async def publish(request: web.Request) -> web.Response:
+    """POST the body (any JSON) to every hook of the event type, now, as Kudu does; 200 and
+    those hooks with their last_* fields, once every one has answered or failed."""
+    auth.require_admin(request)
+    event = kudu_hooks.event_named(request.match_info["event"])
+    if len(event) > MAX_EVENT_LENGTH:
+        raise errors.HTTPError(400, f"an event type has at most {MAX_EVENT_LENGTH} characters")
+    server = request.app[CONFIG].current.server
+    _, text = bodies.parse_json(await bodies.read_body(request, server.max_body_bytes),
+                                server.max_json_depth)
+    hooks = await publishing.publish(request.app[WORKER], event, text)
+    return answers.respond([shown(row) for row in hooks])
+
+
+def kudu_fields(document: dict[str, Any]) -> dict[str, Any]:
+    """A hook's body as Kudu (Json.NET) reads it: known fields matched ignoring case, the
+    rest ignored (Kudu's own client sends id and last_* along)."""
+    found: dict[str, Any] = {}
+    for key, value in document.items():
+        name = key if key in FIELDS else key.lower()
+        if name in FIELDS and (name not in found or key == name):
+            found[name] = value
+    return found
 
 
 def shown(row: dict[str, Any]) -> dict[str, Any]:

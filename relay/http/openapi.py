@@ -126,6 +126,14 @@ _KUDU_ID = path_parameter("id", "The hook's id (an integer)")
 _CHAIN = path_parameter("chain", "A configured chain's name")
 _TRIGGER_ID = path_parameter("id", "The trigger's id")
 NO_CHAIN = error("No chain has this name")
+NO_SERVICE = error("No service (chain) has this UUID")
+API_KEY: list[Fragment] = [{"dockerCloudApiKey": []}, {"adminToken": []}]
+API_KEY_MISSING = error("Missing or wrong credential: `Basic base64(username:apikey)` with "
+                        "the admin token as apikey, or `Bearer <admin_token>`",
+                        {"WWW-Authenticate": header("`Basic realm=\"relay\"`",
+                                                    {"type": "string"})})
+TRIGGER_LIMIT = error("The trigger's `trigger_rate_limit` or the chain's `rate_limit` is "
+                      "used up", RETRY_AFTER)
 SESSION_ONLY = error("No session (log in at POST /ui/login)")
 
 
@@ -168,10 +176,95 @@ def _trigger_routes() -> dict[tuple[str, str], Fragment]:
             parameters=[_CHAIN, _TRIGGER_ID],
             answers={202: json_answer("The new delivery", ref("Accepted")),
                      404: error("No such trigger, or the chain has no payload yet"),
-                     503: STORE_DOWN})
+                     429: TRIGGER_LIMIT, 503: STORE_DOWN})
     return routes
+
+
+def _dockercloud_v1_routes() -> dict[tuple[str, str], Fragment]:
+    """Docker Cloud's own paths (dockercloud_v1.py), with and without a namespace."""
+    routes: dict[tuple[str, str], Fragment] = {}
+    for prefix, namespace in (("/api/app/v1", []), ("/api/app/v1/{namespace}", [_NAMESPACE])):
+        service = prefix + "/service/{uuid}/"
+        in_service = [*namespace, _SERVICE_UUID]
+        routes[("GET", prefix + "/service/")] = operation(
+            "The chains as Docker Cloud services", tag="dockercloud", security=API_KEY,
+            parameters=[*namespace, *_PAGING,
+                        query_parameter("name", "Only the service of this name",
+                                        {"type": "string"}),
+                        query_parameter("uuid", "Only the service of this UUID",
+                                        {"type": "string"}),
+                        query_parameter("uuid__startswith", "Services whose UUID starts so",
+                                        {"type": "string"})],
+            answers={200: json_answer("One page of services", _list_of("ServiceView")),
+                     400: error("An unknown filter, or a bad limit or offset"),
+                     401: API_KEY_MISSING})
+        routes[("GET", service)] = operation(
+            "One service (a chain)", tag="dockercloud", security=API_KEY,
+            parameters=in_service,
+            answers={200: json_answer("The service", ref("ServiceView")),
+                     401: API_KEY_MISSING, 404: NO_SERVICE})
+        routes[("GET", service + "trigger/")] = operation(
+            "The service's triggers", tag="dockercloud", security=API_KEY,
+            parameters=[*in_service, *_PAGING],
+            answers={200: json_answer("One page of triggers", _list_of("ServiceTrigger")),
+                     400: error("A filter, or a bad limit or offset"),
+                     401: API_KEY_MISSING, 404: NO_SERVICE, 503: STORE_DOWN})
+        routes[("POST", service + "trigger/")] = operation(
+            "Create a trigger", tag="dockercloud", security=API_KEY, parameters=in_service,
+            body=json_body(ref("Trigger"), "`name` and `operation`, both optional"),
+            answers={201: json_answer("The trigger; its `url` is its credential",
+                                      ref("ServiceTrigger")),
+                     400: BAD_JSON, 401: API_KEY_MISSING, 404: NO_SERVICE, 413: TOO_LARGE,
+                     422: error("Not a valid trigger (SCALEUP is refused, with its reason)"),
+                     503: STORE_DOWN})
+        routes[("GET", service + "trigger/{trigger_uuid}/")] = operation(
+            "One trigger", tag="dockercloud", security=API_KEY,
+            parameters=[*in_service, _TRIGGER_UUID],
+            answers={200: json_answer("The trigger", ref("ServiceTrigger")),
+                     401: API_KEY_MISSING, 404: error("No such service or trigger"),
+                     503: STORE_DOWN})
+        routes[("DELETE", service + "trigger/{trigger_uuid}/")] = operation(
+            "Revoke a trigger at once", tag="dockercloud", security=API_KEY,
+            parameters=[*in_service, _TRIGGER_UUID],
+            answers={204: {"description": "Revoked"}, 401: API_KEY_MISSING,
+                     404: error("No such service or trigger"), 503: STORE_DOWN})
+        routes[("POST", service + "trigger/{trigger_uuid}/call/")] = operation(
+            "Call a trigger: run the chain again with its last accepted payload",
+            tag="dockercloud", security=NO_AUTH,
+            description="Needs no other credential: the unguessable trigger id is one.",
+            parameters=[*in_service, _TRIGGER_UUID],
+            answers={202: json_answer("The new delivery", ref("Accepted")),
+                     404: error("No such service or trigger, or the chain has no payload "
+                                "yet"),
+                     429: TRIGGER_LIMIT, 503: STORE_DOWN})
+    return routes
+
+
+def _list_of(schema: str) -> Fragment:
+    return {"type": "object", "required": ["meta", "objects"],
+            "properties": {"meta": ref("TastypieMeta"),
+                           "objects": {"type": "array", "items": ref(schema)}}}
+
+
 _DELIVERY_ID = path_parameter("id", "A delivery's id")
 _TARGET = path_parameter("target", "A target's name in the chain")
+_NAMESPACE = path_parameter("namespace", "A Docker Cloud namespace (any: relay has one set "
+                                         "of chains)")
+_SERVICE_UUID = path_parameter("uuid", "The chain's service UUID (`relay chains` shows it)")
+_TRIGGER_UUID = path_parameter("trigger_uuid", "The trigger's id")
+_PAGING = [query_parameter("limit", "Page size (0: the most, 250)",
+                           {"type": "integer", "minimum": 0}),
+           query_parameter("offset", "Objects to skip", {"type": "integer", "minimum": 0})]
+_KUDU_PUBLISH = operation(
+    "Publish an event to every Kudu hook of its type", tag="kudu", security=ADMIN,
+    description="As Kudu does: the body is POSTed once to each hook, at once, and the answer "
+                "comes when all have answered; their last_* fields say how it went.",
+    parameters=[path_parameter("event", "The event type (PostDeployment, "
+                                        "TriggeredJobFinished, or any other; any case)")],
+    body=json_body({}, "Any JSON: what the hooks receive"),
+    answers={200: json_answer("The hooks it was sent to, with their last_* fields",
+                              {"type": "array", "items": ref("KuduHookView")}),
+             400: BAD_JSON, 401: UNAUTHORIZED, 413: TOO_LARGE, 503: STORE_DOWN})
 
 OPERATIONS: dict[tuple[str, str], Fragment] = {
     # -- intake ----------------------------------------------------------------------------
@@ -291,7 +384,8 @@ OPERATIONS: dict[tuple[str, str], Fragment] = {
                        "content": {"text/plain": {"schema": {"type": "string"}}}}}),
     # -- Kudu web hooks --------------------------------------------------------------------
     ("POST", "/api/hooks"): operation(
-        "Subscribe a URL to PostDeployment", tag="kudu", security=ADMIN,
+        "Subscribe a URL to an event type (PostDeployment by default)", tag="kudu",
+        security=ADMIN,
         body=json_body(ref("KuduHook"), "Kudu's body: url, event, insecure_ssl (and chain)"),
         answers={201: json_answer("The hook (the existing one for the same url and "
                                   "settings)", ref("KuduHookView")),
@@ -310,14 +404,18 @@ OPERATIONS: dict[tuple[str, str], Fragment] = {
                  404: error("No hook has this id"), 503: STORE_DOWN}),
     ("DELETE", "/api/hooks/{id}"): operation(
         "Unsubscribe a Kudu hook", tag="kudu", security=ADMIN, parameters=[_KUDU_ID],
-        answers={200: json_answer("The hook as it was", ref("KuduHookView")),
-                 401: UNAUTHORIZED, 404: error("No hook has this id"), 503: STORE_DOWN}),
+        answers={200: json_answer("The hook as it was; `null` if there was none (Kudu "
+                                  "answers 200 whatever the id)",
+                                  {"oneOf": [ref("KuduHookView"), {"type": "null"}]}),
+                 401: UNAUTHORIZED, 503: STORE_DOWN}),
+    ("POST", "/api/hooks/hooks/publish/{event}"): _KUDU_PUBLISH,
+    ("POST", "/api/hooks/publish/{event}"): _KUDU_PUBLISH,
     # -- Dockership ------------------------------------------------------------------------
     ("GET", "/rest/projects"): operation(
         "Chains as Dockership projects (no secrets)", tag="dockership", security=ADMIN,
         answers={200: json_answer("Projects by name", {
             "type": "object", "additionalProperties": ref("DockershipProject")}),
-            401: UNAUTHORIZED}),
+            401: UNAUTHORIZED, 503: STORE_DOWN}),
     ("GET", "/rest/status"): operation(
         "Every chain's status, as Dockership's StatusResult", tag="dockership",
         security=ADMIN,
@@ -329,6 +427,7 @@ OPERATIONS: dict[tuple[str, str], Fragment] = {
         answers={200: json_answer("The status", ref("DockershipStatus")), 401: UNAUTHORIZED,
                  404: NO_CHAIN, 503: STORE_DOWN}),
     **_trigger_routes(),
+    **_dockercloud_v1_routes(),
     # -- the web UI (a browser page with its own session cookie) ---------------------------
     ("GET", "/ui"): operation("The web UI", tag="ui", security=NO_AUTH,
                               answers={200: html("The page (it asks to log in)")}),
@@ -422,16 +521,50 @@ SCHEMAS: dict[str, Fragment] = {
         "properties": {"meta": {"type": "object"},
                        "objects": {"type": "array", "items": ref("TriggerView")}},
     },
-    "DockershipProject": {"type": "object", "required": ["Name", "Environment"],
-                          "properties": {"Name": {"type": "string"},
-                                         "Environment": {"type": "string"}}},
-    "DockershipStatus": {"type": "object", "required": ["Project", "Status"],
-                         "properties": {"Project": ref("DockershipProject"),
-                                        "Status": {"type": "object"},
-                                        "Error": {"type": "string"}}},
+    "DockershipProject": {
+        "type": "object", "description": "Dockership's Project (core/project.go), and "
+        "relay's Environment, Repositories, Concurrency and Targets",
+        "required": ["Name", "Repository", "Environments", "EnvironmentNames", "TaskStatus",
+                     "WebHook", "Environment"],
+        "properties": {"Name": {"type": "string"}, "Repository": {"type": "string"},
+                       "Environments": {"type": "object"},
+                       "EnvironmentNames": {"type": "array", "items": {"type": "string"}},
+                       "TaskStatus": {"type": "object"}, "WebHook": {"type": "string"},
+                       "Environment": {"type": "string"}}},
+    "DockershipStatus": {
+        "type": "object", "description": "Dockership's StatusResult "
+        "(http/handle_status.go); each Status entry a StatusRecord and relay's Last* keys",
+        "required": ["Project", "Status", "Error"],
+        "properties": {"Project": ref("DockershipProject"),
+                       "Status": {"type": "object", "additionalProperties": {
+                           "type": "object",
+                           "required": ["LastRevisionLabel", "Environment", "LastRevision",
+                                        "RunningContainers", "Containers"]}},
+                       "Error": {"type": ["array", "null"]}}},
+    "TastypieMeta": {
+        "type": "object", "required": ["limit", "next", "offset", "previous", "total_count"],
+        "properties": {"limit": {"type": "integer"}, "next": _OPTIONAL_TEXT,
+                       "offset": {"type": "integer"}, "previous": _OPTIONAL_TEXT,
+                       "total_count": {"type": "integer"}}},
+    "ServiceView": {
+        "type": "object", "description": "A chain as a Docker Cloud service",
+        "required": ["uuid", "resource_uri", "name", "state"],
+        "properties": {"uuid": {"type": "string", "format": "uuid"},
+                       "resource_uri": {"type": "string"}, "name": {"type": "string"},
+                       "image_name": {"type": "string"}, "state": {"type": "string"},
+                       "targets": {"type": "array", "items": {"type": "string"}}}},
+    "ServiceTrigger": {
+        "type": "object", "description": "A trigger as Docker Cloud shows it: relative paths",
+        "required": ["url", "name", "operation", "resource_uri"],
+        "properties": {"url": {"type": "string"}, "name": {"type": "string"},
+                       "operation": {"type": "string"}, "resource_uri": {"type": "string"},
+                       "chain": {"type": "string"}, "created_at": _TIME}},
     "UiSession": {"type": "object", "required": ["csrf", "expires_at"],
                   "properties": {"csrf": {"type": "string"}, "expires_at": _TIME,
                                  "chains": {"type": "array", "items": {"type": "string"}},
+                                 "services": {"type": "object", "description": "each chain's "
+                                              "Docker Cloud service UUID",
+                                              "additionalProperties": {"type": "string"}},
                                  "states": {"type": "array", "items": {"type": "string"}}}},
     "Ignored": {"type": "object", "required": ["ignored"],
                 "properties": {"ignored": {"type": "string"}}},
@@ -575,6 +708,10 @@ def document(settings: config.Settings) -> Fragment:
                                "description": "`[server] admin_token`"},
                 "chainToken": {"type": "http", "scheme": "bearer",
                                "description": "The chain's `token`"},
+                "dockerCloudApiKey": {"type": "http", "scheme": "basic",
+                                      "description": "Docker Cloud's `username:apikey`: any "
+                                                     "user name, `[server] admin_token` as "
+                                                     "the apikey"},
             },
         },
     }

@@ -1,4 +1,5 @@
-"""Per-chain intake rate limits: one token bucket per chain that has a `rate_limit`.
+"""Rate limits: one token bucket per chain that has a `rate_limit` (pushes and trigger calls),
+and one per Docker Cloud trigger (its chain's `trigger_rate_limit`).
 
 A bucket holds up to `burst` tokens and gains `per_second` of them each second; a request
 takes one or is refused with the time until one is there. Buckets live in one process: with
@@ -7,10 +8,15 @@ N processes sharing a PostgreSQL store, a chain may be sent up to N times its li
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 
-from relay import config
+from relay import config, errors
+
+MAX_IDLE_TRIGGER_BUCKETS = 1024
+"""Past this many trigger buckets, those that are full again are dropped: a full bucket is
+the same as a new one, so nothing is forgotten that matters."""
 
 
 class TokenBucket:
@@ -32,6 +38,9 @@ class TokenBucket:
         self.tokens = tokens
         return (1.0 - tokens) / self.per_second
 
+    def full(self, now: float) -> bool:
+        return self.tokens + (now - self.updated) * self.per_second >= self.burst
+
 
 class Limits:
     """The buckets of every chain with a rate limit; chains without one cost a dict miss."""
@@ -45,6 +54,8 @@ class Limits:
                         for chain in chains if chain.rate_limit is not None}
         self.rates = {chain.name: chain.rate_limit for chain in chains
                       if chain.rate_limit is not None}
+        self.trigger_rates = {chain.name: chain.trigger_rate_limit for chain in chains}
+        self.trigger_buckets: dict[tuple[str, str], TokenBucket] = {}
 
     def configured(self, settings: config.Settings) -> None:
         """After a reload: a bucket for each chain with a rate limit; one whose limit did not
@@ -57,6 +68,10 @@ class Limits:
             for chain in settings.chains if chain.rate_limit is not None}
         self.rates = {chain.name: chain.rate_limit for chain in settings.chains
                       if chain.rate_limit is not None}
+        fresh = {chain.name: chain.trigger_rate_limit for chain in settings.chains}
+        self.trigger_buckets = {key: bucket for key, bucket in self.trigger_buckets.items()
+                                if fresh.get(key[0]) == self.trigger_rates.get(key[0])}
+        self.trigger_rates = fresh
 
     def wait(self, chain_name: str) -> float:
         """0 when chain `chain_name` may take one more request now, else seconds to wait."""
@@ -64,3 +79,29 @@ class Limits:
         if bucket is None:
             return 0.0
         return bucket.take(self.clock())
+
+    def wait_trigger(self, chain_name: str, trigger_id: str) -> float:
+        """0 when the trigger may be called now, else seconds to wait."""
+        rate = self.trigger_rates.get(chain_name)
+        if rate is None:
+            return 0.0
+        now = self.clock()
+        key = (chain_name, trigger_id)
+        bucket = self.trigger_buckets.get(key)
+        if bucket is None:
+            if len(self.trigger_buckets) >= MAX_IDLE_TRIGGER_BUCKETS:
+                self.trigger_buckets = {k: b for k, b in self.trigger_buckets.items()
+                                        if not b.full(now)}
+            bucket = self.trigger_buckets[key] = TokenBucket(rate, now)
+        return bucket.take(now)
+
+    def forget_trigger(self, chain_name: str, trigger_id: str) -> None:
+        """A deleted trigger's bucket is of no use any more."""
+        self.trigger_buckets.pop((chain_name, trigger_id), None)
+
+
+def too_many(wait: float, what: str) -> errors.HTTPError:
+    """429 saying `what` was refused and when to try again (whole seconds, at least 1)."""
+    seconds = max(1, math.ceil(wait))
+    return errors.HTTPError(429, f"{what}; try again in {seconds} s",
+                            headers={"Retry-After": str(seconds)})

@@ -9,12 +9,15 @@ from relay import errors
 from relay.store.base import Row, Tx
 
 POST_DEPLOYMENT = "PostDeployment"
-"""The one Kudu event relay fires: when a chain ends."""
+"""The Kudu event relay fires itself: when a chain ends."""
+KUDU_EVENTS = (POST_DEPLOYMENT, "TriggeredJobFinished")
+"""Kudu's HookEventTypes (but None, its "no event"); any other name may be subscribed and
+published too, as in Kudu."""
 
 
 def event_named(name: str) -> str:
-    """Kudu compares event names ignoring case; relay keeps the canonical spelling."""
-    return POST_DEPLOYMENT if name.lower() == POST_DEPLOYMENT.lower() else name
+    """Kudu compares event names ignoring case; relay keeps Kudu's spelling of its own."""
+    return next((known for known in KUDU_EVENTS if known.lower() == name.lower()), name)
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,6 @@ async def add(tx: Tx, wanted: Subscription, now: float) -> tuple[Row, bool]:
                 f"hook {existing['id']} already has this url with other settings; "
                 "delete it first to change them", differences)
         return existing, False
-    if wanted.event != POST_DEPLOYMENT:
-        # Checked after the url, so that the same url with another event is Kudu's 409.
-        raise errors.Invalid("the body is not a valid Kudu web hook", [errors.Detail(
-            "/event", f"must be {POST_DEPLOYMENT}, the one Kudu event relay fires")])
     created = await tx.fetchrow(
         "INSERT INTO kudu_hooks (url, url_key, event, insecure, chain, created_at)"
         " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
@@ -56,7 +55,7 @@ async def add(tx: Tx, wanted: Subscription, now: float) -> tuple[Row, bool]:
 
 def _differences(existing: Row, wanted: Subscription) -> list[errors.Detail]:
     found = []
-    if existing["event"] != wanted.event:
+    if existing["event"].lower() != wanted.event.lower():
         found.append(errors.Detail("/event", f"is {existing['event']} in hook {existing['id']}"))
     if bool(existing["insecure"]) != wanted.insecure:
         shown = "true" if existing["insecure"] else "false"
@@ -93,9 +92,17 @@ async def delete(tx: Tx, hook_id: int, now: float) -> Row | None:
 
 
 async def subscribers(tx: Tx, event: str, chain: str) -> list[Row]:
+    """The hooks that a delivery of `chain` fires `event` to."""
     return await tx.fetch(
-        "SELECT id, url, insecure FROM kudu_hooks WHERE event = $1"
+        "SELECT id, url, insecure FROM kudu_hooks WHERE lower(event) = lower($1)"
         " AND (chain IS NULL OR chain = $2) ORDER BY id", event, chain)
+
+
+async def subscribed(tx: Tx, event: str) -> list[Row]:
+    """Every hook of `event`, whatever its chain: a published event names no chain."""
+    return await tx.fetch(
+        "SELECT id, url, insecure FROM kudu_hooks WHERE lower(event) = lower($1)"
+        " ORDER BY id", event)
 
 
 async def record(tx: Tx, hook_id: int, *, at: float, status: str, reason: str | None,

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from support import (
     seed_push,
 )
 
+from relay import models
 from relay.cli import seed
 
 # The commands speak HTTP to relay; which store is behind it does not matter here.
@@ -38,14 +41,16 @@ class Run:
 
 async def relay_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"",
                     cwd: Path | None = None) -> Run:
-    """`python -m relay ARGS` in a subprocess, without blocking the relay in this loop."""
+    """`python -m relay ARGS` in a subprocess, without blocking the relay in this loop; in
+    an empty folder unless `cwd` is given (the commands read the ./relay.toml they find)."""
     base = {k: v for k, v in os.environ.items()
             if k not in ("RELAY_URL", "RELAY_ADMIN_TOKEN", "RELAY_CHAIN_TOKEN")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "relay", *args, env={**base, **(env or {})}, cwd=cwd,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(stdin), 60)
+    with tempfile.TemporaryDirectory(prefix="relay-cli-") as empty:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "relay", *args, env={**base, **(env or {})},
+            cwd=cwd or empty, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(stdin), 60)
     assert process.returncode is not None
     return Run(process.returncode, out.decode(), err.decode())
 
@@ -278,3 +283,32 @@ async def test_send_exits_5_in_one_line_when_the_chain_ignores_the_push(
     assert run.code == 0, run
     assert run.out.splitlines()[-1] == "success: all 1 steps succeeded"
     assert [r.json["repository"]["repo_name"] for r in ci.requests] == ["acme/app"]
+
+
+async def test_the_commands_take_relay_toml_from_the_working_folder(
+        start_relay: StartRelay, start_target: StartTarget, tmp_path: Path) -> None:
+    relay = await start_relay(chains=[
+        {"name": "main", "targets": [{"name": "ci", "url": (await start_target()).url}]},
+        {"name": "other", "targets": [{"name": "a", "url": "http://127.0.0.1:9/a"},
+                                      {"name": "b", "url": "http://127.0.0.1:9/b"}]}])
+    folder = tmp_path / "here"
+    folder.mkdir()
+    shutil.copy(relay.config_path, folder / "relay.toml")  # as `make run` leaves it
+
+    sent = await relay_cli("send", "--chain", "main", cwd=folder)
+    listed = await relay_cli("history", "--json", cwd=folder)
+    chains = await relay_cli("chains", cwd=folder)
+    as_json = await relay_cli("chains", "--json", cwd=folder)
+
+    assert sent.code == 0, sent
+    assert sent.out.splitlines()[-1] == "success: all 1 steps succeeded"
+    assert [item["chain"] for item in json.loads(listed.out)["items"]] == ["main"]
+    assert chains.code == 0, chains
+    lines = chains.out.splitlines()
+    assert lines[0].split() == ["CHAIN", "SERVICE", "UUID", "TARGETS"]
+    assert lines[1].split() == ["main", models.service_uuid("main"), "ci"]
+    assert lines[2].split() == ["other", models.service_uuid("other"), "a,", "b"]
+    assert [(s["name"], s["uuid"]) for s in json.loads(as_json.out)] == [
+        ("main", models.service_uuid("main")), ("other", models.service_uuid("other"))]
+    # Elsewhere, with no relay.toml, the token must come from somewhere else.
+    assert (await relay_cli("chains", env={"RELAY_URL": relay.url})).code == 2

@@ -132,16 +132,24 @@ async def test_rest_projects_shows_chains_without_their_secrets(
     assert status == 200
     assert list(projects) == ["main", "other"]
     assert projects["main"] == {
-        "Name": "main", "Environment": "production",
+        # Dockership's Project, key for key
+        "Name": "main", "Repository": "svendowideit/*", "RelatedRepositories": None,
+        "Dockerfile": "", "History": 0, "UseShortRevisions": False, "Files": None,
+        "TestCommand": "", "NoCache": False, "Restart": "", "Ports": None, "Binds": None,
+        "VolumesFrom": None, "LinkNames": None,
+        "Environments": {"production": {"DockerEndPoints": None, "EtcdServers": None,
+                                        "Name": "production", "Host": ""}},
+        "EnvironmentNames": ["production"], "TaskStatus": {},
         "WebHook": "http://127.0.0.1:9/dockership",
-        "Repositories": ["svendowideit/*"], "Concurrency": 16,
+        # relay's own
+        "Environment": "production", "Repositories": ["svendowideit/*"], "Concurrency": 16,
         "Targets": [
             {"Name": "ci", "URL": "http://127.0.0.1:9/ci", "AwaitCallback": True,
              "Signed": True},
             {"Name": "deploy", "URL": "http://127.0.0.1:9/[redacted]/hook",
              "AwaitCallback": False, "Signed": False}]}
-    assert projects["other"]["WebHook"] is None
-    assert projects["other"]["Environment"] == "default"
+    assert (projects["other"]["WebHook"], projects["other"]["Repository"]) == ("", "")
+    assert projects["other"]["EnvironmentNames"] == ["default"]
     text = json.dumps(projects) + json.dumps((await relay.get("/rest/status"))[1])
     for secret in (CHAIN_TOKEN, ADMIN_TOKEN, SIGNING_SECRET, "query-token-secret",
                    "webhook-password-9", "webhook-key", "path-secret-from-the-env-77"):
@@ -168,20 +176,32 @@ async def test_rest_status_shows_last_revision_outcome_and_what_runs(
     assert list(everything) == ["main", "idle"]
     assert everything["main"] == one
     assert one["Project"]["Name"] == "main"
-    assert one["Error"] == ""
+    assert one["Project"]["Repository"] == "svendowideit/testhook"
+    assert one["Project"]["TaskStatus"] == {"production": {
+        "deploy": (await relay.delivery(waiting))["started_at"]}}
+    assert one["Error"] is None
+    production = {"DockerEndPoints": None, "EtcdServers": None, "Name": "production",
+                  "Host": ""}
     assert one["Status"] == {"production": {
-        "Environment": {"Name": "production"},
-        "LastRevision": "v1",
+        # Dockership's StatusRecord: its own key and the ProjectStatus it embeds
+        "LastRevisionLabel": "v1",
+        "Environment": production,
+        "LastRevision": {"svendowideit/testhook": "v1"},
+        "RunningContainers": [],
+        "Containers": [],
+        # relay's own
         "LastSuccessTime": succeeded["finished_at"],
         "LastDelivery": failed["id"],
         "LastOutcome": "failure",
         "LastTime": failed["finished_at"],
         "Running": 1,
         "Pending": 1}}
+    assert everything["idle"]["Project"]["TaskStatus"] == {}
     assert everything["idle"]["Status"] == {"default": {
-        "Environment": {"Name": "default"}, "LastRevision": "", "LastSuccessTime": None,
-        "LastDelivery": None, "LastOutcome": None, "LastTime": None, "Running": 0,
-        "Pending": 0}}
+        "LastRevisionLabel": "", "LastRevision": {}, "RunningContainers": [],
+        "Containers": [], "Environment": {**production, "Name": "default"},
+        "LastSuccessTime": None, "LastDelivery": None, "LastOutcome": None, "LastTime": None,
+        "Running": 0, "Pending": 0}}
 
 
 async def test_rest_needs_the_admin_token_and_a_known_chain(

@@ -1,4 +1,5 @@
-"""Kudu web hooks: /api/hooks as Kudu answers it, and PostDeployment sent when a chain ends."""
+"""Kudu web hooks: /api/hooks as Kudu answers it, PostDeployment sent when a chain ends, and
+events of any type published through /api/hooks/[hooks/]publish/{event}."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from support import (
     Reply,
     StartRelay,
     StartTarget,
+    free_socket,
     seed_push,
     wait_until,
 )
@@ -113,9 +115,11 @@ async def test_subscribe_list_get_and_delete_as_kudu_does(start_relay: StartRela
     arabic = quote(str(created["id"]).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")))
     assert (await relay.get(f"/api/hooks/{arabic}"))[0] == 404
 
-    assert (await relay.delete(f"/api/hooks/{created['id']}"))[0] == 200
+    assert (await relay.delete(f"/api/hooks/{created['id']}")) == (200, created)
     assert (await relay.get(f"/api/hooks/{created['id']}"))[0] == 404
-    assert (await relay.delete(f"/api/hooks/{created['id']}"))[0] == 404
+    # Kudu answers 200 to a DELETE whatever the id: the hook is not there, as asked.
+    assert (await relay.delete(f"/api/hooks/{created['id']}")) == (200, None)
+    assert (await relay.delete("/api/hooks/not-an-id")) == (200, None)
     assert [h["id"] for h in (await relay.get("/api/hooks"))[1]] == [other["id"]]
     # A new hook never gets the id of a deleted one.
     _, third = await _subscribe(relay, "http://127.0.0.1:9/third")
@@ -131,13 +135,9 @@ async def test_bad_bodies_are_400_or_422_naming_the_field(start_relay: StartRela
     assert (await relay.post("/api/hooks", [], headers=relay.admin))[0] == 400
 
     status, body = await relay.post("/api/hooks", {
-        "url": "ftp://example.com/x", "insecure_ssl": "yes", "insecureSsl": True},
-        headers=relay.admin)
+        "url": "ftp://example.com/x", "Insecure_SSL": "yes"}, headers=relay.admin)
     assert status == 422
-    paths = [d["path"] for d in body["details"]]
-    assert "/url" in paths
-    assert "/insecure_ssl" in paths
-    assert any("insecureSsl" in d["message"] for d in body["details"])
+    assert sorted(d["path"] for d in body["details"]) == ["/insecure_ssl", "/url"]
 
     status, body = await relay.post("/api/hooks", {"event": "PostDeployment"},
                                     headers=relay.admin)
@@ -146,10 +146,8 @@ async def test_bad_bodies_are_400_or_422_naming_the_field(start_relay: StartRela
     status, body = await _subscribe(relay, "http://127.0.0.1:9/x", chain="nope")
     assert (status, [d["path"] for d in body["details"]]) == (422, ["/chain"])
 
-    status, body = await _subscribe(relay, "http://127.0.0.1:9/x", event="PreDeployment")
-    assert status == 422
-    assert body["details"][0]["path"] == "/event"
-    assert "PostDeployment" in body["details"][0]["message"]
+    status, body = await _subscribe(relay, "http://127.0.0.1:9/x", event="")
+    assert (status, [d["path"] for d in body["details"]]) == (422, ["/event"])
 
     assert (await relay.get("/api/hooks"))[1] == []
     assert (await relay.get("/api/hooks/abc"))[0] == 404
@@ -420,3 +418,87 @@ async def test_a_hook_on_a_private_address_is_refused_unless_allowed(
     assert "127.0.0.1" in notice["attempts"][0]["error"]
     settled = await _settled_hook(relay, hook["id"])
     assert settled["last_status"] == "Failure"
+
+
+async def test_the_body_kudus_own_client_sends_is_taken(start_relay: StartRelay,
+                                                        start_target: StartTarget) -> None:
+    relay = await start_relay(await start_target())
+    # Kudu.Client's RemoteWebHooksManager posts a whole WebHook as Json.NET writes it.
+    sent = {"id": None, "event": "PostDeployment", "url": "http://127.0.0.1:9/kudu",
+            "insecure_ssl": False, "last_status": None, "last_reason": None,
+            "last_datetime": "0001-01-01T00:00:00", "last_context": None}
+
+    status, created = await relay.post("/api/hooks", sent, headers=relay.admin)
+    again_status, again = await relay.post("/api/hooks", {
+        "URL": "http://127.0.0.1:9/kudu", "Event": "POSTDEPLOYMENT"}, headers=relay.admin)
+
+    assert status == 201
+    assert (created["url"], created["event"], created["last_datetime"]) == (
+        sent["url"], "PostDeployment", None)
+    assert (again_status, again["id"]) == (201, created["id"])
+
+
+async def _publish(relay: Relay, path: str, body: Any) -> tuple[int, Any]:
+    return await relay.post(path, body, headers=relay.admin)
+
+
+async def test_publish_sends_the_body_to_each_hook_of_its_event_type(
+        start_relay: StartRelay, start_target: StartTarget) -> None:
+    jobs, jobs_of_main, deployments = [await start_target(default=RECEIVER) for _ in range(3)]
+    relay = await start_relay(await start_target())
+    _, job_hook = await _subscribe(relay, jobs.url, event="TriggeredJobFinished")
+    _, main_hook = await _subscribe(relay, jobs_of_main.url, event="triggeredjobfinished",
+                                    chain="main")
+    await _subscribe(relay, deployments.url)
+    finished = {"job_name": "nightly", "status": "Success", "id": 12345678901234567890123}
+
+    status, hooks = await _publish(relay, "/api/hooks/hooks/publish/TriggeredJobFinished",
+                                   finished)
+
+    assert status == 200
+    assert [(h["id"], h["event"], h["last_status"], h["last_reason"]) for h in hooks] == [
+        (job_hook["id"], "TriggeredJobFinished", "OK", "OK"),
+        (main_hook["id"], "TriggeredJobFinished", "OK", "OK")]
+    assert all(json.loads(h["last_context"]) == finished for h in hooks)
+    assert await _hook(relay, job_hook["id"]) == hooks[0]
+    for receiver in (jobs, jobs_of_main):
+        [request] = receiver.requests
+        assert request.json == finished  # as sent, the big integer exactly
+        assert request.headers["Content-Type"] == "application/json"
+    assert deployments.requests == []
+
+    # Kudu's own path, its event name in any case; nobody subscribed: 200 all the same.
+    status, again = await _publish(relay, "/api/hooks/publish/TRIGGEREDJOBFINISHED", [1, 2])
+    assert (status, [h["id"] for h in again]) == (200, [job_hook["id"], main_hook["id"]])
+    assert [r.json for r in jobs.requests] == [finished, [1, 2]]
+    assert await _publish(relay, "/api/hooks/publish/Nobody", {}) == (200, [])
+
+    # A chain's end is PostDeployment only.
+    await _kudu_notices(relay, await relay.push())
+    assert len(deployments.requests) == 1
+    assert len(jobs.requests) == 2
+
+
+async def test_publish_records_failures_and_410_unsubscribes(
+        start_relay: StartRelay, start_target: StartTarget) -> None:
+    broken = await start_target(default=Reply(500, callback=None))
+    gone = await start_target(default=Reply(410, callback=None))
+    relay = await start_relay(await start_target())
+    down = free_socket()  # bound, not listening
+    _, failing = await _subscribe(relay, broken.url, event="MyEvent")
+    _, unreachable = await _subscribe(relay, f"http://127.0.0.1:{down.getsockname()[1]}/k",
+                                      event="MyEvent")
+    _, leaving = await _subscribe(relay, gone.url, event="myevent")
+
+    status, hooks = await _publish(relay, "/api/hooks/hooks/publish/MyEvent", {"n": 1})
+    down.close()
+
+    assert status == 200
+    assert [(h["id"], h["last_status"]) for h in hooks] == [
+        (failing["id"], "InternalServerError"), (unreachable["id"], "Failure")]
+    assert hooks[0]["last_reason"] == "Internal Server Error"
+    assert "connection refused" in hooks[1]["last_reason"]
+    assert len(broken.requests) == 1  # a publish is sent once, as in Kudu
+    assert (await relay.get(f"/api/hooks/{leaving['id']}"))[0] == 404
+    assert (await relay.get("/api/hooks/hooks/publish/MyEvent"))[0] == 405
+    assert (await relay.post("/api/hooks/publish/MyEvent", {"n": 1}))[0] == 401

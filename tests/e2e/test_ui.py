@@ -9,6 +9,7 @@ from http.cookies import SimpleCookie
 import pytest
 from support import ADMIN_TOKEN, Relay, StartRelay, StartTarget
 
+from relay import models
 from relay.http.ui import session
 
 KEY = session.key(ADMIN_TOKEN)
@@ -66,6 +67,7 @@ async def test_login_sets_a_signed_http_only_strict_cookie(start_relay: StartRel
         body = await answer.json()
     assert body["csrf"] == csrf
     assert body["chains"] == ["main"]
+    assert body["services"] == {"main": models.service_uuid("main")}
     assert "success" in body["states"]
 
 

@@ -10,6 +10,7 @@ import pytest
 from support import ADMIN_TOKEN, Reply, StartRelay, StartTarget
 from support.browser import artifact, chromium
 
+from relay import models
 from relay.http.ui import session
 
 # The page does not depend on the store: one backend is enough here.
@@ -82,6 +83,7 @@ async def test_an_operator_watches_a_chain_walk_and_redelivers_it(
         assert await link.get_attribute("rel") == "noopener noreferrer"
         await expect(page.locator(".head .badge")).to_have_attribute("data-state", "success")
         await expect(page.locator(".head .summary")).to_have_text("all 2 steps succeeded")
+        await expect(page.locator(".facts")).to_contain_text(models.service_uuid("main"))
         await expect(page.locator("#live")).to_be_hidden()
         await page.screenshot(path=artifact("ui-delivery.png"), full_page=True)
 

@@ -1,4 +1,4 @@
-"""Per-chain intake rate limits: the bucket's arithmetic and the config (pure)."""
+"""Rate limits of chains and of triggers: the bucket's arithmetic and the config (pure)."""
 
 from __future__ import annotations
 
@@ -80,3 +80,42 @@ def test_rate_limit_mistakes_name_their_key(extra: str, message: str) -> None:
     with pytest.raises(errors.ConfigError) as raised:
         config.parse(minimal_config(chain=extra))
     assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ("", config.RateLimit(1, 60)),
+    ('trigger_rate_limit = "10/h"', config.RateLimit(10 / 3600, 10)),
+    ("trigger_rate_burst = 5", config.RateLimit(1, 5)),
+    ('trigger_rate_limit = "2/s"\ntrigger_rate_burst = 1', config.RateLimit(2, 1)),
+])
+def test_the_trigger_rate_limit_config(extra: str, expected: config.RateLimit) -> None:
+    assert config.parse(minimal_config(chain=extra)).chains[0].trigger_rate_limit == expected
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ('trigger_rate_limit = "often"', 'chain[0].trigger_rate_limit: must be a rate such as'),
+    ("trigger_rate_burst = 0", "chain[0].trigger_rate_burst: must be at least 1"),
+])
+def test_trigger_rate_limit_mistakes_name_their_key(extra: str, message: str) -> None:
+    with pytest.raises(errors.ConfigError) as raised:
+        config.parse(minimal_config(chain=extra))
+    assert message in str(raised.value)
+
+
+def test_each_trigger_has_its_own_bucket_and_a_full_one_may_be_forgotten() -> None:
+    target = config.Target("ci", "http://x/", config.SendPolicy())
+    now = [0.0]
+    limits = ratelimit.Limits([config.Chain("main", "t" * 16, (target,),
+                                            trigger_rate_limit=config.RateLimit(1, 2))],
+                              clock=lambda: now[0])
+
+    assert [limits.wait_trigger("main", "a") for _ in range(3)] == [0, 0, 1]
+    assert limits.wait_trigger("main", "b") == 0
+    assert limits.wait_trigger("elsewhere", "a") == 0  # a chain no longer configured
+    for n in range(ratelimit.MAX_IDLE_TRIGGER_BUCKETS):
+        limits.trigger_buckets[("main", f"idle-{n}")] = ratelimit.TokenBucket(
+            config.RateLimit(1, 2), now[0])
+    limits.wait_trigger("main", "c")
+    assert set(limits.trigger_buckets) == {("main", "a"), ("main", "b"), ("main", "c")}
+    limits.forget_trigger("main", "a")
+    assert limits.wait_trigger("main", "a") == 0

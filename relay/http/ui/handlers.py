@@ -128,6 +128,7 @@ def _session_answer(signing_key: bytes, value: str, request: web.Request) -> web
         "csrf": session.csrf(signing_key, value),
         "expires_at": models.iso(session.expires(value)),
         "chains": [chain.name for chain in settings.chains],
+        "services": {chain.name: chain.service_uuid for chain in settings.chains},
         "states": [state.value for state in models.DeliveryState],
     }))
 

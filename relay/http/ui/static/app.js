@@ -12,6 +12,7 @@
   const FILTERS = ["chain", "state", "repository", "tag"];
 
   let csrf = null;
+  let services = {};  // chain name -> its Docker Cloud service UUID
   let view = 0; // bumped on every navigation, so that answers for an old view are dropped
   let timer = null;
   let items = []; // the history rows shown, newest first
@@ -149,6 +150,7 @@
 
   function applySession(session) {
     csrf = session.csrf;
+    services = session.services || {};
     $("logout").hidden = false;
     const form = $("filters");
     fillOptions(form.elements.chain, session.chains);
@@ -319,6 +321,7 @@
     redeliver.addEventListener("click", () => redeliverNow(d.id, redeliver));
     const facts = el("dl", {class: "facts"},
       fact("Chain", d.chain),
+      services[d.chain] ? fact("Service UUID", el("code", {}, services[d.chain])) : null,
       fact("Repository", d.repository),
       fact("Tag", d.tag || "—"),
       fact("Source", d.source),
