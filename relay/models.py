@@ -120,6 +120,13 @@ _last_id = 0
 _id_lock = threading.Lock()
 
 
+def delivery_id_floor(at: float) -> str:
+    """The lowest id a delivery received at `at` (or later) can have: a bound on the primary
+    key that stands for a time."""
+    value = int(at * 1000) << 80
+    return base64.b32hexencode(value.to_bytes(16, "big")).decode("ascii")[:26].lower()
+
+
 def new_delivery_id(now: float | None = None) -> str:
     """A ULID-style id: 48 bits of milliseconds then 80 random bits, 26 characters.
 

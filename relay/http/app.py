@@ -105,7 +105,11 @@ def make_app(source: config.Settings | config.Live) -> web.Application:
     app.router.add_get("/ui/api/session", ui.whoami)
     app.router.add_get("/ui/api/history", ui.listing)
     app.router.add_get("/ui/api/history/{id}", ui.show)
+    app.router.add_post("/ui/api/history/redeliver", ui.redeliver_matching)
     app.router.add_post("/ui/api/history/{id}/redeliver", ui.redeliver)
+    app.router.add_get("/ui/api/overview", ui.overview_page)
+    app.router.add_post("/ui/api/targets/{chain}/{target}/pause", ui.pause)
+    app.router.add_post("/ui/api/targets/{chain}/{target}/resume", ui.resume)
     app.router.add_get("/metrics", scrape)
     # The OpenAPI document (issue 4). Every route above must have its entry in
     # relay/http/openapi.py OPERATIONS; tests/e2e/test_openapi.py fails for any that has none.

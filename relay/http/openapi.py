@@ -247,6 +247,7 @@ def _list_of(schema: str) -> Fragment:
 
 
 _DELIVERY_ID = path_parameter("id", "A delivery's id")
+_TIME_REF = {"type": "string", "format": "date-time"}
 _TARGET = path_parameter("target", "A target's name in the chain")
 _NAMESPACE = path_parameter("namespace", "A Docker Cloud namespace (any: relay has one set "
                                          "of chains)")
@@ -468,6 +469,50 @@ OPERATIONS: dict[tuple[str, str], Fragment] = {
         answers={202: json_answer("The new delivery", ref("Accepted")), 401: SESSION_ONLY,
                  403: error("The session's CSRF token is missing"),
                  404: error("No delivery has this id")}),
+    ("POST", "/ui/api/history/redeliver"): operation(
+        "Redeliver the page's filtered list (needs the CSRF token)", tag="ui",
+        security=NO_AUTH, body=json_body(ref("RedeliveryFilter"), "As POST /history/redeliver"),
+        answers={200: json_answer("A dry run: how many match", ref("Count")),
+                 202: json_answer("The new deliveries", ref("Redelivered")),
+                 401: SESSION_ONLY, 403: error("The session's CSRF token is missing"),
+                 422: error("The filter is not valid, or more than 10 000 match")}),
+    ("GET", "/ui/api/overview"): operation(
+        "The last 24 hours: deliveries per hour by outcome, and every target", tag="ui",
+        security=NO_AUTH,
+        answers={200: json_answer("The overview", {
+            "type": "object", "required": ["hours", "targets", "sample"],
+            "properties": {
+                "hours": {"type": "array", "items": {
+                    "type": "object", "required": ["hour", "success", "failure", "error",
+                                                   "running", "pending"],
+                    "properties": {"hour": _TIME_REF, "success": {"type": "integer"},
+                                   "failure": {"type": "integer"},
+                                   "error": {"type": "integer"},
+                                   "running": {"type": "integer"},
+                                   "pending": {"type": "integer"}}}},
+                "targets": {"type": "array", "items": {"allOf": [ref("TargetState"), {
+                    "type": "object",
+                    "required": ["attempts", "success_rate", "p50_ms", "p95_ms"],
+                    "properties": {"attempts": {"type": "integer"},
+                                   "success_rate": {"type": ["number", "null"]},
+                                   "p50_ms": {"type": ["number", "null"]},
+                                   "p95_ms": {"type": ["number", "null"]}}}]}},
+                "sample": {"type": "integer",
+                           "description": "attempt statistics are over at most this many "
+                                          "of the latest attempts"}}}),
+                 401: SESSION_ONLY}),
+    ("POST", "/ui/api/targets/{chain}/{target}/pause"): operation(
+        "Pause a target from the page (needs the CSRF token)", tag="ui", security=NO_AUTH,
+        parameters=[_CHAIN, _TARGET],
+        answers={200: json_answer("The target now", ref("TargetState")), 401: SESSION_ONLY,
+                 403: error("The session's CSRF token is missing"),
+                 404: error("The chain has no such target")}),
+    ("POST", "/ui/api/targets/{chain}/{target}/resume"): operation(
+        "Resume a target from the page (needs the CSRF token)", tag="ui", security=NO_AUTH,
+        parameters=[_CHAIN, _TARGET],
+        answers={200: json_answer("The target now", ref("TargetState")), 401: SESSION_ONLY,
+                 403: error("The session's CSRF token is missing"),
+                 404: error("The chain has no such target")}),
 }
 
 _TIME = {"type": "string", "format": "date-time"}

@@ -132,3 +132,65 @@ def _policy_violation(message: Any, problems: list[str]) -> None:
     # A blocked request (the 401 before logging in) is logged too; only the policy matters.
     if message.type == "error" and "Content Security Policy" in message.text:
         problems.append(message.text)
+
+
+async def test_the_overview_shows_the_day_and_the_targets_and_acts_on_them(
+        start_relay: StartRelay, start_target: StartTarget, tmp_path: Path) -> None:
+    ci = await start_target(default=Reply(callback=None))
+    flaky = await start_target(default=Reply(status=503, callback=None))
+    fast = {"await_callback": False, "schedule": ["10ms"], "attempts": 2, "pause_after": 0}
+    relay = await start_relay(chains=[{"name": "main", "order": "none", "targets": [
+        {"name": "ci", "url": ci.url, **fast}, {"name": "deploy", "url": flaky.url, **fast}]}],
+        upstream={"allowed_hosts": []})
+    failed = [await relay.push() for _ in range(3)]
+    for delivery_id in failed:
+        assert (await relay.wait_for(delivery_id))["state"] == "error"
+
+    async with chromium(tmp_path / "profile") as browser:
+        from playwright.async_api import expect
+
+        expect.set_options(timeout=15_000)
+        page = await browser.new_page()
+        await page.set_viewport_size({"width": 1280, "height": 900})
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.on("console", lambda message: _policy_violation(message, problems))
+        await page.goto(relay.url + "/ui")
+        await page.fill("#token", ADMIN_TOKEN)
+        await page.click("#login-form button[type=submit]")
+
+        # The day's bars, drawn by the page: this hour holds the three errors.
+        bars = page.locator("#chart svg g.hour")
+        await expect(bars).to_have_count(24)
+        await expect(bars.last).to_have_attribute("data-total", "3")
+        await expect(bars.last.locator("rect.bar-error")).to_have_count(1)
+        deploy = page.locator('#target-rows tr[data-target="deploy"]')
+        await expect(deploy.locator("td").nth(3)).to_have_text("0.0 %")
+        await expect(deploy.locator(".error-text")).to_have_text("target answered HTTP 503")
+        await expect(page.locator('#target-rows tr[data-target="ci"] td').nth(3)).to_have_text(
+            "100.0 %")
+        await page.screenshot(path=artifact("ui-overview.png"), full_page=True)
+
+        # Pause and resume a target from the table.
+        await deploy.locator("button[data-action=pause]").click()
+        await expect(deploy).to_have_attribute("data-state", "paused")
+        assert (await relay.get("/api/targets"))[1]["items"][1]["paused_by"] == "operator"
+        await deploy.locator("button[data-action=resume]").click()
+        await expect(deploy).to_have_attribute("data-state", "active")
+
+        # The outage is over: redeliver the failed ones from the filtered list.
+        flaky.default = Reply(callback=None)
+        await page.select_option("#filters select[name=state]", "error")
+        await page.click("#filters button[type=submit]")
+        await expect(page.locator("#redeliver-these")).to_be_visible()
+        await page.click("#redeliver-these")
+        await expect(page.locator("#bulk-text")).to_have_text(
+            "Redeliver 3 deliveries (state error), oldest first?")
+        await page.click("#bulk-yes")
+        await expect(page.locator("#bulk-done")).to_have_text("Redelivered 3 deliveries.")
+    status, page_of = await relay.get("/history?limit=10")
+    redone = [item for item in page_of["items"] if item["redelivery_of"] in failed]
+    assert len(redone) == 3
+    for item in redone:
+        assert (await relay.wait_for(item["id"]))["state"] == "success"
+    assert problems == []

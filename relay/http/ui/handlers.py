@@ -17,9 +17,9 @@ import time
 from aiohttp import web
 
 from relay import errors, logs, models
-from relay.http import answers, auth, bodies, history
-from relay.http.appkeys import CONFIG
-from relay.http.ui import session
+from relay.http import answers, auth, bodies, history, targets
+from relay.http.appkeys import CONFIG, STORE
+from relay.http.ui import overview, session
 
 _ASSETS = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css",
            "favicon.svg": "image/svg+xml"}
@@ -120,6 +120,29 @@ async def show(request: web.Request) -> web.StreamResponse:
 async def redeliver(request: web.Request) -> web.StreamResponse:
     _check_csrf(request, _session(request))
     return _secured(await history.answer_redeliver(request))
+
+
+async def redeliver_matching(request: web.Request) -> web.StreamResponse:
+    _check_csrf(request, _session(request))
+    return _secured(await history.answer_redeliver_matching(request))
+
+
+async def overview_page(request: web.Request) -> web.StreamResponse:
+    """GET /ui/api/overview: the last day at a glance."""
+    _session(request)
+    settings = request.app[CONFIG].current
+    found = await request.app[STORE].read(lambda tx: overview.read(tx, settings))
+    return _secured(_no_store(answers.respond(found)))
+
+
+async def pause(request: web.Request) -> web.StreamResponse:
+    _check_csrf(request, _session(request))
+    return _secured(await targets.answer_change(request, pause=True))
+
+
+async def resume(request: web.Request) -> web.StreamResponse:
+    _check_csrf(request, _session(request))
+    return _secured(await targets.answer_change(request, pause=False))
 
 
 def _session_answer(signing_key: bytes, value: str, request: web.Request) -> web.Response:

@@ -10,6 +10,8 @@
   const POLL_FINISHED_MS = 10000;
   const PAGE = 50;
   const FILTERS = ["chain", "state", "repository", "tag"];
+  const OVERVIEW_MS = 10000;
+  const SVG = "http://www.w3.org/2000/svg";
 
   let csrf = null;
   let services = {};  // chain name -> its Docker Cloud service UUID
@@ -20,6 +22,7 @@
   let loadedOlder = false;
   let lastDelivery = "";
   let payloadOpen = false;
+  let overviewAt = 0; // when the overview was last read
 
   const $ = (id) => document.getElementById(id);
 
@@ -212,12 +215,152 @@
     items = [];
     olderCursor = null;
     loadedOlder = false;
+    overviewAt = 0;
+    $("bulk").hidden = true;
+    $("bulk-done").hidden = true;
+    $("redeliver-these").hidden = !FINAL.has(current.state || "");
     renderRows();
     refreshList(generation);
   }
 
+  // -- the overview -----------------------------------------------------------------------
+
+  async function refreshOverview(generation) {
+    overviewAt = Date.now();
+    try {
+      const found = await api("/ui/api/overview");
+      if (generation !== view) return;
+      drawChart(found.hours);
+      renderTargets(found.targets);
+    } catch (error) {
+      failed(error, generation);
+    }
+  }
+
+  function svg(tag, attributes, ...children) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  // Stacked bars, one per hour, drawn here: nothing is fetched from elsewhere.
+  function drawChart(hours) {
+    const width = 480, height = 140, bottom = 16, gap = 2;
+    const outcomes = ["success", "failure", "error", "running"];
+    const total = (h) => h.success + h.failure + h.error + h.running + h.pending;
+    const most = Math.max(1, ...hours.map(total));
+    const slot = width / hours.length;
+    const chart = svg("svg", {viewBox: `0 0 ${width} ${height}`, role: "img",
+                              "aria-label": "deliveries per hour by outcome, last 24 hours"});
+    chart.append(svg("line", {class: "baseline", x1: 0, x2: width, y1: height - bottom,
+                              y2: height - bottom}));
+    hours.forEach((hour, index) => {
+      const counts = {...hour, running: hour.running + hour.pending};
+      let top = height - bottom;
+      const bar = svg("g", {class: "hour", "data-hour": hour.hour, "data-total": total(hour)});
+      const label = new Date(hour.hour);
+      bar.append(svg("title", {}, `${label.toLocaleString()}: ` +
+        outcomes.map((o) => `${counts[o]} ${o}`).join(", ")));
+      for (const outcome of outcomes) {
+        const h = (counts[outcome] / most) * (height - bottom - 4);
+        if (h <= 0) continue;
+        top -= h;
+        bar.append(svg("rect", {class: `bar-${outcome}`, x: index * slot + gap / 2, y: top,
+                                width: slot - gap, height: h}));
+      }
+      if (index % 6 === 0) {
+        bar.append(svg("text", {class: "axis", x: index * slot, y: height - 4},
+                       `${String(label.getHours()).padStart(2, "0")}:00`));
+      }
+      chart.append(bar);
+    });
+    chart.append(svg("text", {class: "axis", x: 0, y: 10}, `${most} per hour at most`));
+    $("chart").replaceChildren(chart);
+  }
+
+  function renderTargets(targets) {
+    const percent = (rate) => rate === null ? "—" : `${(rate * 100).toFixed(1)} %`;
+    const ms = (value) => value === null ? "—" : `${value} ms`;
+    $("target-rows").replaceChildren(...targets.map((t) => {
+      const action = t.state === "paused" ? "resume" : "pause";
+      const button = el("button", {type: "button", class: "quiet",
+                                   "data-action": action}, action === "pause" ? "Pause"
+                                                                              : "Resume");
+      button.addEventListener("click", () => setTarget(t, action, button));
+      const state = badge(t.state, null);
+      return el("tr", {"data-chain": t.chain, "data-target": t.target, "data-state": t.state},
+        el("td", {}, t.chain), el("td", {}, t.target),
+        el("td", {}, state, t.paused_by ? el("span", {class: "muted"}, ` by ${t.paused_by}`)
+                                        : null,
+           t.waiting ? el("span", {class: "muted"}, ` (${t.waiting} waiting)`) : null),
+        el("td", {title: `${t.attempts} attempts`}, percent(t.success_rate)),
+        el("td", {}, ms(t.p50_ms)), el("td", {}, ms(t.p95_ms)),
+        el("td", {class: "error-text"}, t.last_error || ""),
+        el("td", {}, button));
+    }));
+  }
+
+  async function setTarget(target, action, button) {
+    button.disabled = true;
+    const generation = view;
+    const path = `/ui/api/targets/${encodeURIComponent(target.chain)}/` +
+                 `${encodeURIComponent(target.target)}/${action}`;
+    try {
+      await api(path, {method: "POST"});
+      if (generation === view) refreshOverview(generation);
+    } catch (error) {
+      button.disabled = false;
+      failed(error, generation);
+    }
+  }
+
+  // -- redelivering the filtered list -----------------------------------------------------
+
+  async function bulkRedeliver(dryRun) {
+    const generation = view;
+    const body = {...filters(), dry_run: dryRun};
+    const answer = await api("/ui/api/history/redeliver", {
+      method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify(body)});
+    return generation === view ? answer : null;
+  }
+
+  async function askBulk() {
+    $("bulk-done").hidden = true;
+    try {
+      const answer = await bulkRedeliver(true);
+      if (answer === null) return;
+      const what = Object.entries(filters()).map(([k, v]) => `${k} ${v}`).join(", ");
+      $("bulk-text").textContent = answer.count === 0
+        ? `No ended delivery matches (${what}).`
+        : `Redeliver ${answer.count} deliveries (${what}), oldest first?`;
+      $("bulk-yes").hidden = answer.count === 0;
+      $("bulk-yes").textContent = `Redeliver ${answer.count}`;
+      $("bulk").hidden = false;
+    } catch (error) {
+      failed(error, view);
+    }
+  }
+
+  async function confirmBulk() {
+    $("bulk-yes").disabled = true;
+    try {
+      const answer = await bulkRedeliver(false);
+      if (answer === null) return;
+      $("bulk").hidden = true;
+      $("bulk-done").textContent = `Redelivered ${answer.count} deliveries.`;
+      $("bulk-done").hidden = false;
+    } catch (error) {
+      failed(error, view);
+    } finally {
+      $("bulk-yes").disabled = false;
+    }
+  }
+
   async function refreshList(generation) {
     const query = new URLSearchParams({...filters(), limit: String(PAGE)});
+    if (Date.now() - overviewAt >= OVERVIEW_MS) refreshOverview(generation);
     try {
       const page = await api(`/ui/api/history?${query}`);
       if (generation !== view) return;
@@ -377,7 +520,8 @@
     }
     return el("table", {class: "attempts"},
       el("thead", {}, el("tr", {}, el("th", {}, "#"), el("th", {}, "at"),
-                         el("th", {}, "status"), el("th", {}, "took"))),
+                         el("th", {}, "status"), el("th", {}, "took"),
+                         el("th", {}, "answer"))),
       el("tbody", {}, attempts.map((attempt, index) =>
         el("tr", {class: attempt.error ? "failed" : ""},
            el("td", {}, String(index + 1)),
@@ -386,7 +530,12 @@
               attempt.status === null ? (attempt.error || "no answer") : String(attempt.status),
               attempt.error && attempt.status !== null ? el("div", {class: "muted"},
                                                             attempt.error) : null),
-           el("td", {class: "duration"}, `${Number(attempt.duration_ms).toFixed(1)} ms`)))));
+           el("td", {class: "duration"}, `${Number(attempt.duration_ms).toFixed(1)} ms`),
+           el("td", {class: "answer"}, attempt.response && attempt.response.body
+             ? el("details", {}, el("summary", {}, "body"),
+                  el("pre", {class: "response"}, attempt.response.body +
+                     (attempt.response.truncated ? "\n…" : "")))
+             : null)))));
   }
 
   function renderCallback(callback) {
@@ -460,6 +609,9 @@
     $("login-form").addEventListener("submit", logIn);
     $("logout").addEventListener("click", logOut);
     $("more").addEventListener("click", loadOlder);
+    $("redeliver-these").addEventListener("click", askBulk);
+    $("bulk-yes").addEventListener("click", confirmBulk);
+    $("bulk-no").addEventListener("click", () => { $("bulk").hidden = true; });
     $("filters").addEventListener("submit", (event) => {
       event.preventDefault();
       const form = event.target;
