@@ -188,7 +188,7 @@ async def test_the_overview_shows_the_day_and_the_targets_and_acts_on_them(
             "Redeliver 3 deliveries (state error), oldest first?")
         await page.click("#bulk-yes")
         await expect(page.locator("#bulk-done")).to_have_text("Redelivered 3 deliveries.")
-    status, page_of = await relay.get("/history?limit=10")
+    _, page_of = await relay.get("/history?limit=10")
     redone = [item for item in page_of["items"] if item["redelivery_of"] in failed]
     assert len(redone) == 3
     for item in redone:
