@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run demo test lint audit fuzz bench bench-scale clean
+.PHONY: run demo test lint audit fuzz bench bench-scale bench-retention clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/intake.py
 	$(BIN)/python bench/delivery.py
+
+# Intake with [history] retention pruning beside without, and the store's size over time.
+bench-retention: $(STAMP)
+	$(BIN)/python bench/retention.py
 
 # 1, 2 and 3 processes on PostgreSQL (127.0.0.1:5432, database test) beside SQLite.
 bench-scale: $(STAMP)
