@@ -7,7 +7,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from support import Relay, Reply, StartRelay, StartTarget, Target, seed_push, serve
+from support import (
+    Relay,
+    Reply,
+    StartRelay,
+    StartTarget,
+    Target,
+    render_config,
+    seed_push,
+    serve,
+)
 
 FAST = {"schedule": ["10ms"], "attempts": 2, "pause_after": 0, "await_callback": False}
 
@@ -148,3 +157,27 @@ async def test_a_long_answer_is_cut_and_relays_secrets_echoed_back_are_redacted(
     assert len(response["body"].encode()) <= 4096
     assert response["body"].startswith("got [redacted] xxx")
     assert "gh-secret-0123456789" not in str(done)
+
+
+async def test_a_bulk_redelivery_that_cannot_do_one_does_none(
+        start_relay: StartRelay, start_target: StartTarget) -> None:
+    ci = await start_target(default=Reply(callback=None))
+    target = {"name": "ci", "url": ci.url, **FAST}
+    relay = await start_relay(chains=[{"name": "main", "targets": [target]},
+                                      {"name": "gone", "targets": [target]}])
+    for chain in ("main", "gone", "main"):
+        await relay.wait_for(await relay.push(chain=chain))
+    relay.config_path.write_text(render_config(
+        port=relay.settings.server.port, store_url=relay.settings.store.url,
+        chains=[{"name": "main", "targets": [target]}]))
+    assert (await relay.post("/api/reload", headers=relay.admin, data=b""))[0] == 200
+
+    status, body = await relay.post("/history/redeliver", {"state": "success"},
+                                    headers=relay.admin)
+    assert (status, body["error"]) == (409, "chain 'gone' is no longer configured")
+    _, listed = await relay.get("/history?limit=50")
+    assert len(listed["items"]) == 3  # the first of the three was not kept either
+    status, body = await relay.post("/history/redeliver", {"state": "success",
+                                                           "chain": "main"},
+                                    headers=relay.admin)
+    assert (status, body["count"]) == (202, 2)
