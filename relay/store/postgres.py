@@ -26,7 +26,41 @@ CHANNEL = "relay_work"
 _RETRIES = 5
 _RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError,
               asyncpg.exceptions.SerializationError)
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError,
+                  asyncpg.exceptions.InternalClientError, OSError)
+"""Everything the driver raises, turned into StoreError at the store's edge (which the HTTP
+layer answers with 503 and Retry-After): the server's errors, asyncpg's own (its
+InternalClientError is a plain Exception, under neither of the other two), and the
+network's (OSError covers ConnectionError and TimeoutError, which asyncio.TimeoutError is)."""
+_LOST = (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError, OSError)
+"""The connection was gone, or asyncpg gave up on it. As long as COMMIT was not sent, the
+server rolled the transaction back, and it may run again on a new connection, once.
+
+The case that makes this matter: PostgreSQL ends every session with `FATAL: terminating
+connection due to administrator command` when it stops (or when one session is terminated).
+A connection that reads it while idle (in the pool, or between two statements) has no
+operation to give it to, so asyncpg puts its protocol in the state that waits out an error
+(2), and marks the connection closed only when it reads the end of the stream, in a later
+turn of the event loop. A statement in between, on a connection that looks open, gets
+InternalClientError `cannot switch to state 15; another operation (2) is in progress` (15 is
+a simple query, such as BEGIN or SAVEPOINT): nothing ran twice at once, and nothing of that
+statement reached the server."""
+
+
+class _Progress:
+    """How far one transaction got, which says what a driver error means for it."""
+
+    __slots__ = ("committed", "committing")
+
+    def __init__(self) -> None:
+        self.committing = False
+        """COMMIT may have been sent: from here on a failure leaves the outcome unknown."""
+        self.committed = False
+        """COMMIT succeeded: a failure now is only in giving the connection back."""
+
+    def again(self, exc: BaseException, fresh: bool) -> bool:
+        """Whether to run the transaction again on a new connection (see _LOST)."""
+        return not fresh and not self.committing and isinstance(exc, _LOST)
 
 
 class PostgresTx:
@@ -195,73 +229,96 @@ class PostgresStore(WakeUps):
         while self._queued:
             group = self._queued[: self.GROUP_LIMIT]
             del self._queued[: self.GROUP_LIMIT]
-            retry_alone = await self._commit_group(group)
+            try:
+                retry_alone = await self._commit_group(group)
+            except Exception as exc:  # noqa: BLE001 - no writer is left waiting, even on a bug
+                resolve([(job, None, exc) for job in group])
+                continue
             for job in retry_alone:
                 await self._commit_alone(job)
 
-    async def _commit_group(self, group: list[Job]) -> list[Job]:
+    async def _commit_group(self, group: list[Job], *, fresh: bool = False) -> list[Job]:
         """Commit a group; the units that hit a deadlock or a serialization failure are
-        returned, to run again each in a transaction of its own."""
+        returned, to run again each in a transaction of its own. A group whose connection
+        was dead runs again, once, on a new one (see _LOST)."""
         outcomes: list[Outcome] = []
         retry_alone: list[Job] = []
         woken = False
+        progress = _Progress()
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                appended: Appended = {}
-                for job in group:
-                    tx = PostgresTx(conn, grouped=True)
-                    try:
-                        result = await job.unit(tx)
-                    except _RETRYABLE:
-                        await conn.execute("ROLLBACK TO SAVEPOINT unit")
-                        retry_alone.append(job)
-                    except _DRIVER_ERRORS as exc:
-                        if not isinstance(exc, asyncpg.PostgresError) or not tx.savepoint:
-                            raise
-                        await conn.execute("ROLLBACK TO SAVEPOINT unit")
-                        outcomes.append((job, None, _wrapped(exc)))
-                    except Exception as exc:  # noqa: BLE001 - handed to the unit's awaiter
-                        if tx.savepoint:
+            async with self.pool.acquire() as conn:
+                async with conn.transaction():
+                    appended: Appended = {}
+                    for job in group:
+                        tx = PostgresTx(conn, grouped=True)
+                        try:
+                            result = await job.unit(tx)
+                        except _RETRYABLE:
                             await conn.execute("ROLLBACK TO SAVEPOINT unit")
-                        outcomes.append((job, None, exc))
-                    else:
-                        if tx.savepoint:
-                            await conn.execute("RELEASE SAVEPOINT unit")
-                        outcomes.append((job, result, None))
-                        woken = woken or tx.woken
-                        gather(appended, tx.appended)
-                for sql, rows in appended.items():
-                    await conn.executemany(sql, rows)
-                if woken:
-                    await conn.execute(f"NOTIFY {CHANNEL}")
+                            retry_alone.append(job)
+                        except _DRIVER_ERRORS as exc:
+                            if not isinstance(exc, asyncpg.PostgresError) or not tx.savepoint:
+                                raise
+                            await conn.execute("ROLLBACK TO SAVEPOINT unit")
+                            outcomes.append((job, None, _wrapped(exc)))
+                        except Exception as exc:  # noqa: BLE001 - handed to the unit's awaiter
+                            if tx.savepoint:
+                                await conn.execute("ROLLBACK TO SAVEPOINT unit")
+                            outcomes.append((job, None, exc))
+                        else:
+                            if tx.savepoint:
+                                await conn.execute("RELEASE SAVEPOINT unit")
+                            outcomes.append((job, result, None))
+                            woken = woken or tx.woken
+                            gather(appended, tx.appended)
+                    for sql, rows in appended.items():
+                        await conn.executemany(sql, rows)
+                    if woken:
+                        await conn.execute(f"NOTIFY {CHANNEL}")
+                    progress.committing = True
+                progress.committed = True
         except _DRIVER_ERRORS as exc:
-            failure = errors.StoreError(f"writing to PostgreSQL failed: {exc}")
-            failure.__cause__ = exc
-            outcomes = [(job, None, failure) for job in group if job not in retry_alone]
-            woken = False
+            if progress.again(exc, fresh):
+                return await self._commit_group(group, fresh=True)
+            if not progress.committed:
+                failure = errors.StoreError(f"writing to PostgreSQL failed: {exc}")
+                failure.__cause__ = exc
+                outcomes = [(job, None, failure) for job in group if job not in retry_alone]
+                woken = False
         if woken:
             self.wake_local()
         resolve(outcomes)
         return retry_alone
 
     async def _commit_alone(self, job: Job) -> None:
-        for attempt in range(_RETRIES):
+        conflicts = 0
+        fresh = False
+        while True:
+            progress = _Progress()
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    tx = PostgresTx(conn)
-                    result = await job.unit(tx)
-                    for sql, rows in tx.appended.items():
-                        await conn.executemany(sql, rows)
-                    if tx.woken:
-                        await conn.execute(f"NOTIFY {CHANNEL}")
+                async with self.pool.acquire() as conn:
+                    async with conn.transaction():
+                        tx = PostgresTx(conn)
+                        result = await job.unit(tx)
+                        for sql, rows in tx.appended.items():
+                            await conn.executemany(sql, rows)
+                        if tx.woken:
+                            await conn.execute(f"NOTIFY {CHANNEL}")
+                        progress.committing = True
+                    progress.committed = True
             except _RETRYABLE as exc:
-                if attempt == _RETRIES - 1:
-                    resolve([(job, None, _wrapped(exc))])
-                    return
-                continue
-            except _DRIVER_ERRORS as exc:
+                conflicts += 1
+                if conflicts < _RETRIES:
+                    continue
                 resolve([(job, None, _wrapped(exc))])
                 return
+            except _DRIVER_ERRORS as exc:
+                if progress.again(exc, fresh):
+                    fresh = True
+                    continue
+                if not progress.committed:
+                    resolve([(job, None, _wrapped(exc))])
+                    return
             except Exception as exc:  # noqa: BLE001 - handed to the unit's awaiter
                 resolve([(job, None, exc)])
                 return
@@ -271,12 +328,16 @@ class PostgresStore(WakeUps):
             return
 
     async def read(self, unit: Unit[T]) -> T:
-        try:
-            async with self.pool.acquire() as conn, conn.transaction(
-                    isolation="repeatable_read", readonly=True):
-                return await unit(_ReadTx(conn))
-        except _DRIVER_ERRORS as exc:
-            raise errors.StoreError(f"reading from PostgreSQL failed: {exc}") from exc
+        fresh = False
+        while True:
+            try:
+                async with self.pool.acquire() as conn, conn.transaction(
+                        isolation="repeatable_read", readonly=True):
+                    return await unit(_ReadTx(conn))
+            except _DRIVER_ERRORS as exc:
+                if fresh or not isinstance(exc, _LOST):
+                    raise errors.StoreError(f"reading from PostgreSQL failed: {exc}") from exc
+                fresh = True  # a connection that was dead already (see _LOST): once more
 
     async def ping(self) -> None:
         try:
