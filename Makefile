@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run demo test lint audit fuzz bench bench-scale bench-retention clean
+.PHONY: run demo test lint audit fuzz bench bench-scale bench-retention bench-sigkill clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench-retention: $(STAMP)
 # 1, 2 and 3 processes on PostgreSQL (127.0.0.1:5432, database test) beside SQLite.
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py
+
+# 10 000 pushes, relay SIGKILLed half-way and restarted: every 202 must reach the target
+# (on SQLite, and on PostgreSQL at 127.0.0.1:5432, database test).
+bench-sigkill: $(STAMP)
+	$(BIN)/python bench/sigkill.py
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache
