@@ -1,4 +1,5 @@
-"""Three relay processes on one PostgreSQL: shared work, a SIGKILL half-way, nothing lost."""
+"""Relay processes on one PostgreSQL: shared work, a SIGKILL half-way, nothing lost; order per
+tag across processes."""
 
 from __future__ import annotations
 
@@ -240,3 +241,66 @@ async def test_three_processes_share_the_work_and_survive_a_sigkill(
                 await relay.terminate()
         await ci.stop()
         await deploy.stop()
+
+
+async def test_order_per_tag_holds_across_two_processes(tmp_path: Path,
+                                                        postgres_schema: str) -> None:
+    """Pushes of one tag reach the target one at a time and in the order they were
+    accepted, whichever process took each; other tags run beside them."""
+    store_url = f"{POSTGRES_URL}?schema={postgres_schema}"
+    arrivals: list[tuple[str, int, float, float]] = []  # tag, push number, start, end
+    loop = asyncio.get_running_loop()
+
+    async def slow(request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        started = loop.time()
+        await asyncio.sleep(0.05)
+        arrivals.append((body["push_data"]["tag"], int(body["push_data"]["pusher"]),
+                         started, loop.time()))
+        return web.json_response({"ok": True})
+
+    runner, url = await serve(slow, "/hook")
+    relays = []
+    for index in range(2):
+        with free_socket() as sock:
+            port = sock.getsockname()[1]
+        folder = tmp_path / f"relay{index}"
+        folder.mkdir()
+        relay = RelayProcess(folder / "relay.toml", port, folder / "relay.log")
+        relay.config_path.write_text(render_config(
+            port=port, store_url=store_url, chains=[{"name": "main", "targets": [
+                {"name": "ci", "url": url, "await_callback": False}]}]))
+        relays.append(relay)
+    pushes = 36
+    try:
+        for relay in relays:
+            relay.start()
+        for relay in relays:
+            await relay.ready()
+        async with aiohttp.ClientSession() as session:
+            for number in range(pushes):
+                body = {**SEED_TAG_PUSH, "push_data": {
+                    **SEED_TAG_PUSH["push_data"], "tag": "abc"[number % 3],
+                    "pusher": str(number)}}
+                relay = relays[number % 2]
+                async with session.post(f"{relay.url}/hooks/main/{CHAIN_TOKEN}",
+                                        json=body) as answer:
+                    assert answer.status == 202, await answer.text()
+
+        async def all_arrived() -> bool:
+            return len(arrivals) >= pushes
+
+        await wait_until(all_arrived, timeout=60, what=f"{pushes} pushes at the target")
+    finally:
+        for relay in relays:
+            if relay.process is not None and relay.process.poll() is None:
+                await relay.terminate()
+        await runner.cleanup()
+    for tag in "abc":
+        mine = sorted((a for a in arrivals if a[0] == tag), key=lambda a: a[2])
+        assert [a[1] for a in mine] == sorted(a[1] for a in mine), f"tag {tag} out of order"
+        assert all(later[2] >= earlier[3] for earlier, later in itertools.pairwise(mine)), (
+            f"two pushes of tag {tag} at the target at once")
+    overlapping = sum(1 for x, y in itertools.combinations(arrivals, 2)
+                      if x[0] != y[0] and x[2] < y[3] and y[2] < x[3])
+    assert overlapping > 0, "other tags never ran side by side"
