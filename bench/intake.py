@@ -1,12 +1,13 @@
 """Durable intake (POST /hooks/...) beside a bare aiohttp handler, in one run.
 
-    python bench/intake.py [--seconds 10] [--rounds 3]
+    python bench/intake.py [--seconds 10] [--rounds 3] [--no-profile]
 
 Each round loads the bare handler (parse the JSON, answer 202) and then relay (parse,
 validate against the schema, commit to SQLite, answer 202) with the same 2 KB Docker Hub
-payload, and prints req/s, p50 and p99 for both and the ratio relay/bare (medians over the
-rounds). Afterwards it counts the deliveries in relay's database: every 202 that the load
-generator counted must be there, or the run fails.
+payload, and prints req/s, p50, p99 and the CPU each request cost the server (medians over
+the rounds), and the ratio relay/bare. Afterwards it counts the deliveries in relay's
+database: every 202 that the load generator counted must be there, or the run fails.
+Last, one more relay run under cProfile says where a 202's CPU goes, by component.
 """
 
 from __future__ import annotations
@@ -14,43 +15,63 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
+import cpu
 from loadgen import Load, free_port, post_load, start_server
 from subject import UNREACHABLE, hook_url, payload, start_relay, stop
 
 
-def run_relay(body: bytes, seconds: float) -> Load:
+@dataclass(frozen=True)
+class Run:
+    load: Load
+    cpu_us: float
+    """The server's CPU (all threads) per answered request, in µs."""
+
+
+def measured(process: subprocess.Popen[bytes], url: str, body: bytes, seconds: float) -> Run:
+    before = cpu.cpu_seconds(process.pid)
+    load = post_load(url, body, seconds)
+    used = cpu.cpu_seconds(process.pid) - before
+    return Run(load, used * 1e6 / max(load.ok, 1))
+
+
+def run_relay(body: bytes, seconds: float, profile: Path | None = None) -> Run:
     with tempfile.TemporaryDirectory() as folder:
-        process, port = start_relay(Path(folder), [UNREACHABLE])
+        process, port = start_relay(Path(folder), [UNREACHABLE], profile=profile)
         try:
-            load = post_load(hook_url(port), body, seconds)
+            run = measured(process, hook_url(port), body, seconds)
         finally:
             stop(process)
         with sqlite3.connect(Path(folder) / "data" / "relay.db") as db:
             stored = db.execute("SELECT count(*) FROM deliveries").fetchone()[0]
-    if stored < load.ok:
-        raise SystemExit(f"DURABILITY FAILURE: {load.ok} answers were 202 but only {stored} "
-                         "deliveries are in the database")
-    print(f"  relay: {load.ok} accepted, {stored} stored: every 202 is durable")
-    return load
+    if stored < run.load.ok:
+        raise SystemExit(f"DURABILITY FAILURE: {run.load.ok} answers were 202 but only "
+                         f"{stored} deliveries are in the database")
+    print(f"  relay: {run.load.ok} accepted, {stored} stored: every 202 is durable",
+          file=sys.stderr)
+    return run
 
 
-def run_bare(body: bytes, seconds: float) -> Load:
+def run_bare(body: bytes, seconds: float) -> Run:
     port = free_port()
     process = start_server([sys.executable, str(Path(__file__).parent / "bare.py"),
                             "intake", str(port)], port)
     try:
-        return post_load(f"http://127.0.0.1:{port}/hooks", body, seconds)
+        return measured(process, f"http://127.0.0.1:{port}/hooks", body, seconds)
     finally:
         process.terminate()
         process.wait(10)
 
 
-def median(loads: list[Load], field: str) -> float:
-    return float(statistics.median(getattr(load, field) for load in loads))
+def median(runs: list[Run], field: str) -> float:
+    if field == "cpu_us":
+        return float(statistics.median(run.cpu_us for run in runs))
+    return float(statistics.median(getattr(run.load, field) for run in runs))
 
 
 def main() -> None:
@@ -58,23 +79,32 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-profile", dest="profile", action="store_false",
+                        help="skip the profiled run")
     args = parser.parse_args()
     body = payload()
-    bare: list[Load] = []
-    relay: list[Load] = []
+    bare: list[Run] = []
+    relay: list[Run] = []
     for round_ in range(1, args.rounds + 1):
         print(f"round {round_}/{args.rounds}", file=sys.stderr)
         bare.append(run_bare(body, args.seconds))
         relay.append(run_relay(body, args.seconds))
     print(f"\nintake, {len(body)} B payload, 50 connections, {args.seconds:g} s x "
           f"{args.rounds} rounds (medians)")
-    print(f"{'server':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-    for name, loads in (("bare aiohttp (parse, 202)", bare),
-                        ("relay (validate, commit)", relay)):
-        print(f"{name:<28}{median(loads, 'requests_per_second'):>10.0f}"
-              f"{median(loads, 'p50_ms'):>10.2f}{median(loads, 'p99_ms'):>10.2f}")
+    print(f"{'server':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'CPU µs/req':>12}")
+    for name, runs in (("bare aiohttp (parse, 202)", bare),
+                       ("relay (validate, commit)", relay)):
+        print(f"{name:<28}{median(runs, 'requests_per_second'):>10.0f}"
+              f"{median(runs, 'p50_ms'):>10.2f}{median(runs, 'p99_ms'):>10.2f}"
+              f"{median(runs, 'cpu_us'):>12.0f}")
     ratio = median(relay, "requests_per_second") / median(bare, "requests_per_second")
-    print(f"ratio relay/bare: {ratio:.2f}")
+    print(f"ratio relay/bare: {ratio:.2f} req/s; CPU per request "
+          f"{median(relay, 'cpu_us') / median(bare, 'cpu_us'):.2f}x the bare handler's")
+    if args.profile:
+        with tempfile.TemporaryDirectory() as folder:
+            stats = Path(folder) / "relay.prof"
+            profiled = run_relay(body, args.seconds, profile=stats)
+            cpu.print_profile(stats, profiled.load.ok, median(relay, "cpu_us"))
 
 
 if __name__ == "__main__":

@@ -62,15 +62,18 @@ def hook_url(port: int) -> str:
 
 def start_relay(folder: Path, targets: list[str], *, concurrency: int = 1,
                 store_url: str = "sqlite:///data/relay.db", port: int | None = None,
-                log_level: str = "info") -> tuple[subprocess.Popen[bytes], int]:
-    """A relay serving from `folder` (its config and log are there); its process and port."""
+                log_level: str = "info", profile: Path | None = None
+                ) -> tuple[subprocess.Popen[bytes], int]:
+    """A relay serving from `folder` (its config and log are there); its process and port.
+    With `profile`, it runs under cProfile (bench/profiled.py), which writes there."""
     port = port or free_port()
     config = folder / f"relay-{port}.toml"
     config.write_text(relay_config(port, targets, concurrency, store_url))
     with open(folder / f"relay-{port}.log", "wb") as log:
-        process = start_server([sys.executable, "-m", "relay", "serve", "--config",
-                                str(config), "--log-level", log_level], port, cwd=folder,
-                               stdout=log, stderr=log)
+        command = [sys.executable, "-m", "relay"] if profile is None else [
+            sys.executable, str(Path(__file__).parent / "profiled.py"), str(profile)]
+        process = start_server([*command, "serve", "--config", str(config), "--log-level",
+                                log_level], port, cwd=folder, stdout=log, stderr=log)
     return process, port
 
 
