@@ -31,13 +31,17 @@ class Run:
     load: Load
     cpu_us: float
     """The server's CPU (all threads) per answered request, in µs."""
+    loop_us: float
+    """Of that, its event loop's thread."""
 
 
 def measured(process: subprocess.Popen[bytes], url: str, body: bytes, seconds: float) -> Run:
-    before = cpu.cpu_seconds(process.pid)
+    before = cpu.cpu_seconds(process.pid), cpu.cpu_seconds(process.pid, process.pid)
     load = post_load(url, body, seconds)
-    used = cpu.cpu_seconds(process.pid) - before
-    return Run(load, used * 1e6 / max(load.ok, 1))
+    used = cpu.cpu_seconds(process.pid) - before[0]
+    loop = cpu.cpu_seconds(process.pid, process.pid) - before[1]
+    answered = max(load.ok, 1)
+    return Run(load, used * 1e6 / answered, loop * 1e6 / answered)
 
 
 def run_relay(body: bytes, seconds: float, profile: Path | None = None) -> Run:
@@ -57,9 +61,10 @@ def run_relay(body: bytes, seconds: float, profile: Path | None = None) -> Run:
     return run
 
 
-def run_bare(body: bytes, seconds: float) -> Run:
+def run_bare(body: bytes, seconds: float, profile: Path | None = None) -> Run:
     port = free_port()
-    process = start_server([sys.executable, str(Path(__file__).parent / "bare.py"),
+    profiler = [] if profile is None else ["-m", "cProfile", "-o", str(profile)]
+    process = start_server([sys.executable, *profiler, str(Path(__file__).parent / "bare.py"),
                             "intake", str(port)], port)
     try:
         return measured(process, f"http://127.0.0.1:{port}/hooks", body, seconds)
@@ -69,8 +74,8 @@ def run_bare(body: bytes, seconds: float) -> Run:
 
 
 def median(runs: list[Run], field: str) -> float:
-    if field == "cpu_us":
-        return float(statistics.median(run.cpu_us for run in runs))
+    if field in ("cpu_us", "loop_us"):
+        return float(statistics.median(getattr(run, field) for run in runs))
     return float(statistics.median(getattr(run.load, field) for run in runs))
 
 
@@ -102,9 +107,14 @@ def main() -> None:
           f"{median(relay, 'cpu_us') / median(bare, 'cpu_us'):.2f}x the bare handler's")
     if args.profile:
         with tempfile.TemporaryDirectory() as folder:
-            stats = Path(folder) / "relay.prof"
-            profiled = run_relay(body, args.seconds, profile=stats)
-            cpu.print_profile(stats, profiled.load.ok, median(relay, "cpu_us"))
+            stats = Path(folder)
+            run_relay(body, args.seconds, profile=stats / "relay.prof")
+            run_bare(body, args.seconds, profile=stats / "bare.prof")
+            cpu.print_profiles(
+                cpu.Profiled(stats / "relay.prof", median(relay, "cpu_us"),
+                             median(relay, "loop_us")),
+                cpu.Profiled(stats / "bare.prof", median(bare, "cpu_us"),
+                             median(bare, "loop_us")))
 
 
 if __name__ == "__main__":
