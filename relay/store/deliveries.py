@@ -45,7 +45,7 @@ async def accept(tx: Tx, push: Push, steps: Sequence[StepPlan], now: float, *,
 
 
 def _step_rows(delivery_id: str, steps: Sequence[StepPlan]) -> list[tuple[object, ...]]:
-    secrets = models.new_step_secrets(len(steps))
+    secrets = models.new_step_secrets(len(steps), delivery_id[:models.TOKEN_PREFIX])
     return [(delivery_id, SendKind.STEP, index, name, url,
              StepState.SKIPPED if skipped else StepState.PENDING, message_id, token, skipped)
             for index, ((name, url, skipped), (message_id, token)) in enumerate(
