@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
@@ -23,6 +25,31 @@ def _json_line(event: Any, **_: Any) -> str:
     return orjson.dumps(event, default=str).decode()
 
 
+def _json_bytes(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> bytes:
+    """The line as orjson makes it, for a BytesLogger: no str in between."""
+    return orjson.dumps(event, default=str)
+
+
+class Stamper:
+    """`timestamp`: ISO 8601 UTC with microseconds, as structlog's TimeStamper(fmt="iso",
+    utc=True) writes it, at a third of its cost: the date and time of day are made once a
+    second (a canonical line per request pays for this)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, _logger: Any, _method: str,
+                 event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = second
+        event["timestamp"] = f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
+        return event
+
+
 def configure(secrets: Iterable[str] = (), *, stream: TextIO | None = None,
               level: str = "info", json: bool | None = None) -> None:
     """Route structlog to `stream` (stderr); JSON unless the stream is a terminal."""
@@ -33,16 +60,22 @@ def configure(secrets: Iterable[str] = (), *, stream: TextIO | None = None,
     global _redactor
     redactor = _redactor = redaction.Redactor(secrets)
     threshold = logging.getLevelNamesMapping()[level.upper()]
+    # JSON to a file (stderr, or what it is redirected to) goes out as bytes: orjson makes
+    # bytes, and a text stream would only encode them again.
+    binary = getattr(stream, "buffer", None) if as_json else None
+    factory: Any = (structlog.BytesLoggerFactory(file=binary) if binary is not None
+                    else structlog.WriteLoggerFactory(file=stream))
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            Stamper(),
             structlog.processors.format_exc_info,
             redactor,
-            renderer,
+            _json_bytes if binary is not None else renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
-        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        logger_factory=factory,
+        cache_logger_on_first_use=True,
     )
     _route_standard_logging(stream, redactor, renderer, max(threshold, logging.WARNING))
     global _logger
