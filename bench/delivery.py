@@ -13,13 +13,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import cpu
 from chainload import HEADER, ChainRun, Targets, drive, summary
-from loadgen import free_port, start_server
+from loadgen import free_port, pin_self, start_server
 from subject import PAYLOAD, hook_url, start_relay, stop
+
+
+async def measured(process: subprocess.Popen[bytes], urls: list[str], targets: Targets,
+                   seconds: float, inflight: int) -> ChainRun:
+    """A run, and the CPU the server spent per chain in it."""
+    before, own = cpu.cpu_seconds(process.pid), time.process_time()
+    run = await drive(urls, targets, PAYLOAD, seconds, inflight)
+    run.cpu_ms = (cpu.cpu_seconds(process.pid) - before) * 1000 / max(run.done, 1)
+    run.load_busy = (time.process_time() - own) / run.seconds
+    return run
 
 
 async def run_relay(targets: Targets, seconds: float, inflight: int) -> ChainRun:
@@ -27,7 +40,7 @@ async def run_relay(targets: Targets, seconds: float, inflight: int) -> ChainRun
         process, port = start_relay(Path(folder), [targets.url("ci"), targets.url("deploy")],
                                     concurrency=max(inflight, 1), log_level="warning")
         try:
-            return await drive([hook_url(port)], targets, PAYLOAD, seconds, inflight)
+            return await measured(process, [hook_url(port)], targets, seconds, inflight)
         finally:
             stop(process)
 
@@ -37,8 +50,8 @@ async def run_bare(targets: Targets, seconds: float, inflight: int) -> ChainRun:
     process = start_server([sys.executable, str(Path(__file__).parent / "bare.py"), "chain",
                             str(port), targets.url("ci"), targets.url("deploy")], port)
     try:
-        return await drive([f"http://127.0.0.1:{port}/hooks/bench"], targets, PAYLOAD, seconds,
-                           inflight)
+        return await measured(process, [f"http://127.0.0.1:{port}/hooks/bench"], targets,
+                              seconds, inflight)
     finally:
         process.terminate()
         process.wait(10)
@@ -50,6 +63,7 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--inflight", type=int, default=32)
     args = parser.parse_args()
+    pin_self()
     targets = await Targets().start()
     try:
         results = []
@@ -68,6 +82,9 @@ async def main() -> None:
         print(f"  ratio relay/bare chains/s: {relay.per_second / bare.per_second:.2f}; "
               f"relay hop overhead p50 {relay.hop(0.5) - bare.hop(0.5):+.2f} ms"
               + (f"; failures {relay.failed}" if relay.failed else ""))
+        print(f"  CPU per chain: relay {relay.cpu_ms:.2f} ms, bare {bare.cpu_ms:.2f} ms "
+              f"({relay.cpu_ms / bare.cpu_ms:.2f}x); the load generator and targets were busy "
+              f"{bare.load_busy:.0%} of the bare run, {relay.load_busy:.0%} of relay's")
 
 
 if __name__ == "__main__":

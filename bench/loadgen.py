@@ -41,6 +41,13 @@ def pinned(cpu: str, command: list[str]) -> list[str]:
     return command
 
 
+def pin_self() -> None:
+    """Run this process (the load generator, the targets) on the load's CPU, as wrk is run,
+    so that it does not take the server's."""
+    if (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {int(LOAD_CPU)})
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
