@@ -8,9 +8,10 @@ so every relay process sharing a store reports the same, whole-store numbers for
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
 from relay import config, logs, models
@@ -19,6 +20,18 @@ from relay.store import Store, gauges
 PUSH_OUTCOMES = ("accepted", "ignored", "rejected")
 _ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _CHAIN_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 21600, 86400)
+
+
+class _Statements:
+    """relay_store_statements_total: read from the store's own count when scraped."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "relay_store_statements", "SQL statements this process has sent to the store"
+            " (each row of a batch, BEGIN and COMMIT count one)", value=self.value)
 
 
 class Metrics:
@@ -68,6 +81,8 @@ class Metrics:
             " store)", registry=self.registry)
         self.in_flight = Gauge("relay_sends_in_flight", "POSTs this process has in flight",
                                registry=self.registry)
+        self.statements = _Statements()
+        self.registry.register(self.statements)
         # Label look-ups done once: on intake's hot path a push costs a dict get and an inc.
         self._push_counters: dict[tuple[str, str], Counter] = {
             (chain, outcome): self.pushes.labels(chain, outcome)
@@ -122,5 +137,6 @@ class Metrics:
         self.paused.set(waiting.paused_targets)
         self.held.set(waiting.paused_steps)
         self.in_flight.set(in_flight)
+        self.statements.value = store.statements
         encoder, content_type = choose_encoder(accept)
         return encoder(self.registry), content_type

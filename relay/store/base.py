@@ -57,6 +57,12 @@ Unit = Callable[[Tx], Awaitable[T]]
 class Store(Protocol):
     dialect: str
 
+    @property
+    def statements(self) -> int:
+        """Statements this store has sent to its database so far (a row of an executemany,
+        BEGIN and COMMIT each count one): what a chain costs the database."""
+        ...
+
     async def write(self, unit: Unit[T], *, alone: bool = False) -> T:
         """Run `unit` in a write transaction; return once it is durably committed.
 

@@ -68,16 +68,19 @@ class PostgresTx:
 
     dialect = "postgres"
 
-    def __init__(self, conn: asyncpg.Connection, grouped: bool = False) -> None:
+    def __init__(self, conn: asyncpg.Connection, tally: Tally, grouped: bool = False) -> None:
         self.conn = conn
+        self.tally = tally
         self.grouped = grouped
         self.woken = False
         self.savepoint = False
         self.appended: Appended = {}
 
     async def _begin(self) -> None:
+        self.tally.statements += 1
         if not self.savepoint:
             await self.conn.execute("SAVEPOINT unit")
+            self.tally.statements += 1
             self.savepoint = True
 
     async def execute(self, sql: str, *args: Any) -> int:
@@ -87,7 +90,9 @@ class PostgresTx:
         return int(count) if count.isdigit() else 0
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        rows = list(rows)
         await self._begin()
+        self.tally.statements += len(rows) - 1
         await self.conn.executemany(sql, rows)
 
     def append(self, sql: str, row: Sequence[Any]) -> None:
@@ -122,7 +127,17 @@ class _ReadTx(PostgresTx):
     """A read-only snapshot needs no savepoints."""
 
     async def _begin(self) -> None:
-        pass
+        self.tally.statements += 1
+
+
+class Tally:
+    """Statements this store sent to PostgreSQL (each row of an executemany, BEGIN and
+    COMMIT count): what bench/scale.py divides by the chains done (GET /metrics shows it)."""
+
+    __slots__ = ("statements",)
+
+    def __init__(self) -> None:
+        self.statements = 0
 
 
 def lock_key(name: str) -> int:
@@ -156,11 +171,17 @@ class PostgresStore(WakeUps):
         self._queued: list[Job] = []
         self._committers: set[asyncio.Task[None]] = set()
         self._listening: asyncio.Task[None] | None = None
+        self.tally = Tally()
+
+    @property
+    def statements(self) -> int:
+        return self.tally.statements
 
     @classmethod
     async def open(cls, url: str, pool_size: int = 10) -> PostgresStore:
         dsn, schema = split_schema(url)
-        settings = {"search_path": schema} if schema else {}
+        # application_name: an operator (and bench/scale.py) can tell relay's backends apart.
+        settings = {"application_name": "relay", **({"search_path": schema} if schema else {})}
         try:
             if schema:
                 conn = await asyncpg.connect(dsn)
@@ -248,33 +269,31 @@ class PostgresStore(WakeUps):
         try:
             async with self.pool.acquire() as conn:
                 async with conn.transaction():
+                    self.tally.statements += 2  # BEGIN, COMMIT
                     appended: Appended = {}
                     for job in group:
-                        tx = PostgresTx(conn, grouped=True)
+                        tx = PostgresTx(conn, self.tally, grouped=True)
                         try:
                             result = await job.unit(tx)
                         except _RETRYABLE:
-                            await conn.execute("ROLLBACK TO SAVEPOINT unit")
+                            await self._execute(conn, "ROLLBACK TO SAVEPOINT unit")
                             retry_alone.append(job)
                         except _DRIVER_ERRORS as exc:
                             if not isinstance(exc, asyncpg.PostgresError) or not tx.savepoint:
                                 raise
-                            await conn.execute("ROLLBACK TO SAVEPOINT unit")
+                            await self._execute(conn, "ROLLBACK TO SAVEPOINT unit")
                             outcomes.append((job, None, _wrapped(exc)))
                         except Exception as exc:  # noqa: BLE001 - handed to the unit's awaiter
                             if tx.savepoint:
-                                await conn.execute("ROLLBACK TO SAVEPOINT unit")
+                                await self._execute(conn, "ROLLBACK TO SAVEPOINT unit")
                             outcomes.append((job, None, exc))
                         else:
                             if tx.savepoint:
-                                await conn.execute("RELEASE SAVEPOINT unit")
+                                await self._execute(conn, "RELEASE SAVEPOINT unit")
                             outcomes.append((job, result, None))
                             woken = woken or tx.woken
                             gather(appended, tx.appended)
-                    for sql, rows in appended.items():
-                        await conn.executemany(sql, rows)
-                    if woken:
-                        await conn.execute(f"NOTIFY {CHANNEL}")
+                    await self._flush(conn, appended, woken)
                     progress.committing = True
                 progress.committed = True
         except _DRIVER_ERRORS as exc:
@@ -298,12 +317,10 @@ class PostgresStore(WakeUps):
             try:
                 async with self.pool.acquire() as conn:
                     async with conn.transaction():
-                        tx = PostgresTx(conn)
+                        self.tally.statements += 2  # BEGIN, COMMIT
+                        tx = PostgresTx(conn, self.tally)
                         result = await job.unit(tx)
-                        for sql, rows in tx.appended.items():
-                            await conn.executemany(sql, rows)
-                        if tx.woken:
-                            await conn.execute(f"NOTIFY {CHANNEL}")
+                        await self._flush(conn, tx.appended, tx.woken)
                         progress.committing = True
                     progress.committed = True
             except _RETRYABLE as exc:
@@ -327,13 +344,26 @@ class PostgresStore(WakeUps):
             resolve([(job, result, None)])
             return
 
+    async def _execute(self, conn: asyncpg.Connection, sql: str) -> None:
+        self.tally.statements += 1
+        await conn.execute(sql)
+
+    async def _flush(self, conn: asyncpg.Connection, appended: Appended, woken: bool) -> None:
+        """What a transaction does last: the rows its units appended, and the wake-up."""
+        for sql, rows in appended.items():
+            self.tally.statements += len(rows)
+            await conn.executemany(sql, rows)
+        if woken:
+            await self._execute(conn, f"NOTIFY {CHANNEL}")
+
     async def read(self, unit: Unit[T]) -> T:
         fresh = False
         while True:
             try:
                 async with self.pool.acquire() as conn, conn.transaction(
                         isolation="repeatable_read", readonly=True):
-                    return await unit(_ReadTx(conn))
+                    self.tally.statements += 2  # BEGIN, COMMIT
+                    return await unit(_ReadTx(conn, self.tally))
             except _DRIVER_ERRORS as exc:
                 if fresh or not isinstance(exc, _LOST):
                     raise errors.StoreError(f"reading from PostgreSQL failed: {exc}") from exc

@@ -71,10 +71,13 @@ class SqliteTx:
         self.woken = False
         self.savepoint = False
         self.appended: Appended = {}
+        self.statements = 0
 
     def _begin(self) -> None:
+        self.statements += 1
         if not self.savepoint:
             self.conn.execute("SAVEPOINT unit")
+            self.statements += 1
             self.savepoint = True
 
     def _run(self, sql: str, args: Sequence[Any]) -> sqlite3.Cursor:
@@ -85,7 +88,9 @@ class SqliteTx:
         return self._run(sql, args).rowcount
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        rows = list(rows)
         self._begin()
+        self.statements += len(rows) - 1
         self.conn.executemany(translate(sql), rows)
 
     def append(self, sql: str, row: Sequence[Any]) -> None:
@@ -118,7 +123,7 @@ class _ReadTx(SqliteTx):
     """A read-only snapshot needs no savepoints."""
 
     def _begin(self) -> None:
-        pass
+        self.statements += 1
 
 
 class SqliteStore(WakeUps):
@@ -134,6 +139,8 @@ class SqliteStore(WakeUps):
         self._local = threading.local()
         super().__init__()
         self._lock_file: TextIO | None = None
+        self.statements = 0
+        """Statements run on the writer's connection (as PostgresStore counts them)."""
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -213,6 +220,7 @@ class SqliteStore(WakeUps):
         woken = False
         try:
             conn.execute("BEGIN IMMEDIATE")
+            statements = 2  # BEGIN, COMMIT
             for job in group:
                 tx = SqliteTx(conn)
                 try:
@@ -222,11 +230,16 @@ class SqliteStore(WakeUps):
                 except Exception as exc:  # noqa: BLE001 - handed to the unit's awaiter
                     if tx.savepoint:
                         conn.execute("ROLLBACK TO unit")
+                        statements += 1
                     outcomes.append((job, None, _wrapped(exc)))
                 if tx.savepoint:
                     conn.execute("RELEASE unit")
+                    statements += 1
+                statements += tx.statements
             for sql, rows in appended.items():
                 conn.executemany(sql, rows)
+                statements += len(rows)
+            self.statements += statements
             await loop.run_in_executor(self._syncer, conn.execute, "COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
