@@ -9,6 +9,8 @@ RelayError
 │   ├── Conflict       it cannot be done in the state things are in (409)
 │   └── Invalid        what was asked for is not valid (422)
 ├── StoreError         the database failed; the driver's exception is the __cause__
+│   └── RowBusy        a row a grouped unit must lock is another transaction's: the
+│                      store runs the unit again (its caller never sees this)
 └── cli.client.ClientError  the CLI's request to a running relay failed (one line to show)
 
 Delivery problems (refused connections, timeouts, bad statuses) are not exceptions:
@@ -85,3 +87,11 @@ class Invalid(Refusal):
 
 class StoreError(RelayError):
     """The store could not do what was asked; the driver error is kept as __cause__."""
+
+
+class RowBusy(StoreError):
+    """A unit of a group commit found a row it must lock held by another transaction.
+
+    Waiting would hold up every other unit of the group, and so every delivery they have
+    locked (on PostgreSQL this made convoys of groups waiting for each other, seconds
+    long): the store runs the unit again in a later group instead, or alone."""

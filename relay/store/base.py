@@ -21,6 +21,9 @@ class Tx(Protocol):
     """One open transaction."""
 
     dialect: str
+    skip_locked: bool
+    """Whether a row lock another transaction holds must not be waited for (a unit of a
+    group on a shared database): `deliveries.lock` then raises RowBusy."""
 
     async def execute(self, sql: str, *args: Any) -> int:
         """Run a statement; the number of rows it touched."""
@@ -94,11 +97,13 @@ class Store(Protocol):
 class Job:
     """A unit waiting to be committed, and the future its writer awaits."""
 
-    __slots__ = ("future", "unit")
+    __slots__ = ("busy", "future", "unit")
 
     def __init__(self, unit: Unit[Any], future: asyncio.Future[Any]) -> None:
         self.unit = unit
         self.future = future
+        self.busy = 0
+        """How many groups it found a row locked in (errors.RowBusy)."""
 
 
 Outcome = tuple[Job, Any, BaseException | None]

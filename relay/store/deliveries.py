@@ -181,8 +181,14 @@ async def lock(tx: Tx, delivery_id: str) -> Row:
     """Lock a delivery for a change to its sends (callbacks, answers, expiry, release).
     None of these units takes a named lock: those that do (admission, a coalescing or
     idempotent receive) run alone (see Store.write), so group commits cannot deadlock."""
-    row = await tx.fetchrow("SELECT chain, config FROM deliveries WHERE id = $1 FOR UPDATE",
-                            delivery_id)
+    locking = "SELECT chain, config FROM deliveries WHERE id = $1 FOR UPDATE"
+    if tx.skip_locked:
+        row = await tx.fetchrow(locking + " SKIP LOCKED", delivery_id)
+        if row is None and await tx.fetchval("SELECT 1 FROM deliveries WHERE id = $1",
+                                             delivery_id):
+            raise errors.RowBusy(f"delivery {delivery_id} is locked by another transaction")
+    else:
+        row = await tx.fetchrow(locking, delivery_id)
     if row is None:
         raise errors.StoreError(f"delivery {delivery_id} vanished")
     return row

@@ -65,6 +65,7 @@ class SqliteTx:
     """One unit's view of the group's transaction; its SAVEPOINT opens on its first statement."""
 
     dialect = "sqlite"
+    skip_locked = False  # one writer: no row is ever another transaction's
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn

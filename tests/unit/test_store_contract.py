@@ -129,6 +129,33 @@ async def test_a_failing_unit_does_not_undo_its_group(store: Store) -> None:
     assert await store.read(states) == ["pending", "pending"]
 
 
+async def test_a_refused_statement_fails_only_its_unit(store: Store) -> None:
+    settings = _settings()
+    delivery_id = await _accept(store, settings)
+
+    async def duplicate(tx: Tx) -> None:
+        await tx.execute("UPDATE deliveries SET summary = 'undone' WHERE id = $1", delivery_id)
+        await tx.execute("INSERT INTO deliveries (id, chain, state, source, received_at,"
+                         " payload, repository, tag, revision, pusher) VALUES ($1, 'main',"
+                         " 'pending', 'push', 0, '{}', '', '', '', '')", delivery_id)
+
+    async def refuse_early(tx: Tx) -> None:
+        await tx.fetchval("SELECT count(*) FROM deliveries")
+        raise errors.NotFound("nothing to do")
+
+    results = await asyncio.gather(
+        _accept(store, settings), store.write(duplicate), store.write(refuse_early),
+        _accept(store, settings), return_exceptions=True)
+
+    assert isinstance(results[1], errors.StoreError)
+    assert isinstance(results[2], errors.NotFound)
+
+    async def rows(tx: Tx) -> list[Any]:
+        return [r["summary"] for r in await tx.fetch("SELECT summary FROM deliveries")]
+
+    assert await store.read(rows) == [None, None, None]
+
+
 async def test_a_callback_settles_a_step_that_is_still_being_sent(store: Store) -> None:
     settings = _settings()
     delivery_id = await _accept(store, settings)
@@ -229,3 +256,30 @@ async def test_wake_ups_come_again_after_postgresql_comes_back(store_url: str) -
         finally:
             await writer.close()
             await listening.close()
+
+
+async def test_a_unit_waiting_for_a_locked_delivery_holds_up_nothing(store_url: str) -> None:
+    if not store_url.startswith("postgresql"):
+        pytest.skip("one SQLite writer: no row is another transaction's")
+    store = await open_store(store_url)
+    settings = _settings()
+    try:
+        delivery_id = await _accept(store, settings)
+        # Another process's transaction holds the delivery, as a group of its would.
+        other = await store.pool.acquire()  # type: ignore[attr-defined]
+        transaction = other.transaction()
+        await transaction.start()
+        await other.execute("SELECT 1 FROM deliveries WHERE id = $1 FOR UPDATE", delivery_id)
+
+        async def locking(tx: Tx) -> str:
+            return str((await deliveries.lock(tx, delivery_id))["chain"])
+
+        waiting = asyncio.ensure_future(store.write(locking))
+        # A unit of the same group, or of the next, is not held up behind it.
+        await asyncio.wait_for(_accept(store, settings), 5)
+        assert not waiting.done()
+        await transaction.commit()
+        await store.pool.release(other)  # type: ignore[attr-defined]
+        assert await asyncio.wait_for(waiting, 5) == "main"
+    finally:
+        await store.close()
