@@ -1,8 +1,8 @@
 """The engine's units: an event on a send (an answer, a callback, an overdue callback) ->
 `chain.decide` -> the store operations that carry the decision out, in one transaction.
 
-Every unit here first locks the send's delivery (store/deliveries.lock), so that a callback
-and the answer to relay's own POST can never both move one step. A unit that starts the
+Every unit here first locks the send and its delivery (store/deliveries.lock_send), so that
+a callback and the answer to relay's own POST can never both move one step. A unit that starts the
 next step may lease it at once to the caller's worker (`handoff`), which then POSTs it
 without another transaction or wake-up.
 """
@@ -86,11 +86,10 @@ async def callback(tx: Tx, live: config.Live, token: str, verdict: models.Callba
                    now: float, handoff: str | None = None) -> Applied:
     """A target's callback: NotFound for an unknown token, Conflict once its step was
     answered."""
-    found = await sends.by_token(tx, token)
-    if found is None:
+    send = await deliveries.lock_by_token(tx, token)
+    if send is None:
         raise errors.NotFound("no step has this callback URL")
-    delivery = await deliveries.lock(tx, found["delivery_id"])
-    send = await sends.get(tx, found["id"])
+    delivery = {"chain": send.pop("delivery_chain"), "config": send.pop("delivery_config")}
     # A stored callback settles its step in the same transaction: an open step has none.
     if StepState(send["state"]) not in chain.OPEN:
         raise errors.Conflict(f"step {send['idx']} ({send['name']}) was already answered: "
@@ -105,8 +104,8 @@ async def _held(tx: Tx, claimed: Claimed) -> tuple[Row, str | None]:
     """The claimed send as it is now, its delivery locked, and why it is no longer the
     claimer's (None while it is): settled by a callback meanwhile, or taken over by another
     worker after the lease ran out."""
-    await deliveries.lock(tx, claimed.delivery_id)
-    send = await sends.get(tx, claimed.id)
+    send = await deliveries.lock_send(tx, claimed.delivery_id, claimed.id)
+    del send["delivery_chain"], send["delivery_config"]
     if send["lease"] == claimed.lease:
         return send, None
     if StepState(send["state"]) in models.FINAL_STEP_STATES:
@@ -150,14 +149,14 @@ async def _settle(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
     if send["kind"] != SendKind.STEP:
         await notices.settled(tx, send, state, reason, now)
         return None, []
-    following = None
+    started = None
     if state is StepState.SUCCESS:
-        following = await sends.next_pending(tx, send["delivery_id"], send["idx"])
-    move = chain.follow(state, following)
+        started = await sends.start_next(tx, send["delivery_id"], send["idx"], now)
+    move = chain.follow(state, None if started is None else started["idx"])
     match move:
-        case chain.Next(index=index):
-            return None, await _start_step(tx, settings, send["delivery_id"], index, now,
-                                           handoff)
+        case chain.Next():
+            assert started is not None
+            return None, await _take_started(tx, settings, started, now, handoff)
         case chain.Finish(state=outcome):
             steps = await sends.step_states(tx, send["delivery_id"])
             await _finish(tx, settings, send["delivery_id"], outcome,
@@ -167,11 +166,10 @@ async def _settle(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
             assert_never(move)
 
 
-async def _start_step(tx: Tx, settings: config.Settings, delivery_id: str, index: int,
-                      now: float, handoff: str | None) -> list[Claimed]:
-    """Make a step due now; with a `handoff` lease, claim it for the caller at once."""
-    row = await sends.start_step(tx, delivery_id, index, now)
-    if handoff is None or row is None:
+async def _take_started(tx: Tx, settings: config.Settings, row: Row, now: float,
+                        handoff: str | None) -> list[Claimed]:
+    """A step made due now: with a `handoff` lease, claimed for the caller at once."""
+    if handoff is None:
         tx.wake()
         return []
     return await sends.take(tx, handoff, now + settings.lease_seconds, now, [row])

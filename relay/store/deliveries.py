@@ -181,16 +181,46 @@ async def lock(tx: Tx, delivery_id: str) -> Row:
     """Lock a delivery for a change to its sends (callbacks, answers, expiry, release).
     None of these units takes a named lock: those that do (admission, a coalescing or
     idempotent receive) run alone (see Store.write), so group commits cannot deadlock."""
-    locking = "SELECT chain, config FROM deliveries WHERE id = $1 FOR UPDATE"
-    if tx.skip_locked:
-        row = await tx.fetchrow(locking + " SKIP LOCKED", delivery_id)
-        if row is None and await tx.fetchval("SELECT 1 FROM deliveries WHERE id = $1",
-                                             delivery_id):
-            raise errors.RowBusy(f"delivery {delivery_id} is locked by another transaction")
-    else:
-        row = await tx.fetchrow(locking, delivery_id)
+    row = await _locked(tx, "SELECT chain, config FROM deliveries WHERE id = $1",
+                        "SELECT 1 FROM deliveries WHERE id = $1", delivery_id)
     if row is None:
         raise errors.StoreError(f"delivery {delivery_id} vanished")
+    return row
+
+
+# The send's columns beside its delivery's: one statement locks both and reads the send
+# as it is once locked (a send moves only under its delivery's lock, or in a claim, which
+# locks the send: locking it here too means reading its latest version).
+_SEND_AND_DELIVERY = ("SELECT s.*, d.chain AS delivery_chain, d.config AS delivery_config"
+                      " FROM deliveries d JOIN sends s ON s.delivery_id = d.id")
+
+
+async def lock_send(tx: Tx, delivery_id: str, send_id: int) -> Row:
+    """`lock` and the send's row (sends.get), in one statement: the send's columns, and its
+    delivery's chain and config as `delivery_chain` and `delivery_config`."""
+    row = await _locked(tx, f"{_SEND_AND_DELIVERY} WHERE d.id = $1 AND s.id = $2",
+                        "SELECT 1 FROM sends WHERE delivery_id = $1 AND id = $2",
+                        delivery_id, send_id, of="d, s")
+    if row is None:
+        raise errors.StoreError(f"send {send_id} of delivery {delivery_id} vanished")
+    return row
+
+
+async def lock_by_token(tx: Tx, token: str) -> Row | None:
+    """`lock_send` for the step whose callback URL carries `token`; None for no such step."""
+    return await _locked(tx, f"{_SEND_AND_DELIVERY} WHERE s.token = $1",
+                         "SELECT 1 FROM sends WHERE token = $1", token, of="d, s")
+
+
+async def _locked(tx: Tx, sql: str, exists: str, *args: object, of: str = "") -> Row | None:
+    """`sql` FOR UPDATE (of the tables `of` names). In a group on a shared database
+    (tx.skip_locked) a row another transaction holds is not waited for: RowBusy."""
+    locking = f"{sql} FOR UPDATE{' OF ' + of if of else ''}"
+    if not tx.skip_locked:
+        return await tx.fetchrow(locking, *args)
+    row = await tx.fetchrow(locking + " SKIP LOCKED", *args)
+    if row is None and await tx.fetchval(exists, *args):
+        raise errors.RowBusy("a delivery is locked by another transaction")
     return row
 
 
@@ -311,10 +341,8 @@ async def _start(tx: Tx, row: Row, rule: Admission, now: float) -> bool:
         await tx.execute("DELETE FROM sends WHERE delivery_id = $1 AND kind = 'step'",
                          row["id"])
         await tx.executemany(_INSERT_STEP, _step_rows(row["id"], rule.plan(row["tag"])))
-    first = await sends.next_pending(tx, row["id"], -1)
-    if first is None:
+    if await sends.start_next(tx, row["id"], -1, now) is None:
         return False
-    await sends.start_step(tx, row["id"], first, now)
     tx.wake()
     return True
 

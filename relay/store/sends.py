@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from relay import errors, models
+from relay import models
 from relay.models import SendKind, StepState
 from relay.store import targets
 from relay.store.base import Row, Tx, placeholders
@@ -135,18 +135,6 @@ async def next_due(tx: Tx, steps_only: bool) -> float | None:
     return None if due is None else float(due)
 
 
-async def get(tx: Tx, send_id: int) -> Row:
-    row = await tx.fetchrow("SELECT * FROM sends WHERE id = $1", send_id)
-    if row is None:
-        raise errors.StoreError(f"send {send_id} vanished")
-    return row
-
-
-async def by_token(tx: Tx, token: str) -> Row | None:
-    """The step whose callback URL carries `token` (its id and delivery)."""
-    return await tx.fetchrow("SELECT id, delivery_id FROM sends WHERE token = $1", token)
-
-
 async def record_answer(tx: Tx, send_id: int, attempt: int, status: int | None,
                         duration_ms: float, error: str | None,
                         response: str | None = None) -> None:
@@ -202,22 +190,16 @@ async def step_states(tx: Tx, delivery_id: str) -> list[StepState]:
     return [StepState(row["state"]) for row in rows]
 
 
-async def next_pending(tx: Tx, delivery_id: str, after: int) -> int | None:
-    """The index of the delivery's first step after `after` that waits to be sent (one whose
-    target does not take the push's tag is skipped already)."""
-    found = await tx.fetchval(
-        "SELECT min(idx) FROM sends WHERE delivery_id = $1 AND kind = 'step'"
-        " AND state = 'pending' AND idx > $2", delivery_id, after)
-    return None if found is None else int(found)
-
-
-async def start_step(tx: Tx, delivery_id: str, index: int, now: float) -> Row | None:
-    """Make step `index` due now; the row that `take` leases."""
+async def start_next(tx: Tx, delivery_id: str, after: int, now: float) -> Row | None:
+    """Make the delivery's first step after `after` that waits to be sent (one whose target
+    does not take the push's tag is skipped already) due now; its row for `take`, or None
+    when no step is left."""
     return await tx.fetchrow(
-        "UPDATE sends SET state = 'sending', due_at = $3, started_at = $3"
-        " WHERE delivery_id = $1 AND kind = 'step' AND idx = $2"
-        " RETURNING id, delivery_id, name, kind, state, lease, attempts",
-        delivery_id, index, now)
+        "UPDATE sends SET state = 'sending', due_at = $3, started_at = $3 WHERE id ="
+        " (SELECT id FROM sends WHERE delivery_id = $1 AND kind = 'step' AND state = 'pending'"
+        " AND idx > $2 ORDER BY idx LIMIT 1)"
+        " RETURNING id, idx, delivery_id, name, kind, state, lease, attempts",
+        delivery_id, after, now)
 
 
 async def skip_pending_steps(tx: Tx, delivery_id: str, reason: str) -> None:
