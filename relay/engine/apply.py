@@ -23,6 +23,16 @@ from relay.store import deliveries, sends, targets
 from relay.store.base import Row, Tx
 from relay.store.sends import Claimed
 
+POLL_SECONDS = 5.0
+"""The longest a worker sleeps without looking at the store (writes that make work due
+sooner wake it). A send due later than this needs no wake-up: on PostgreSQL a wake-up is a
+NOTIFY, and a dispatch pass in every relay process sharing the store."""
+
+
+def _wake_for(tx: Tx, due: float, now: float) -> None:
+    if due - now < POLL_SECONDS:
+        tx.wake()
+
 
 @dataclass(frozen=True)
 class Applied:
@@ -126,12 +136,12 @@ async def _apply(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
     match decision:
         case chain.Retry(at=at, reason=reason):
             await sends.retry_at(tx, send["id"], at, reason)
-            tx.wake()
+            _wake_for(tx, at, now)
         case chain.Hold(reason=reason):
             await targets.hold(tx, [send["id"]], f"its target is paused; {reason}")
         case chain.Await(deadline=deadline):
             await sends.await_callback(tx, send["id"], deadline)
-            tx.wake()
+            _wake_for(tx, deadline, now)
         case chain.Settle(state=state, reason=reason):
             finished, started = await _settle(tx, settings, send, chain_name, state, reason,
                                               now, handoff)

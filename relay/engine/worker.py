@@ -24,7 +24,7 @@ from relay.models import SendKind, StepState
 from relay.store import Store, deliveries, idempotency, sends, targets
 from relay.store.base import Tx
 
-POLL_SECONDS = 5.0
+POLL_SECONDS = apply.POLL_SECONDS
 """The longest a worker sleeps without looking at the store (a safety net: writes wake it)."""
 NOTICE_SHARE = 0.25
 """End-of-chain notices (upstream reports, hooks) use at most this share of the POSTs in
