@@ -2,6 +2,7 @@
 
     python bench/bare.py intake PORT            parse the JSON body, answer 202
     python bench/bare.py sink PORT              answer 200 to anything
+    python bench/bare.py page PORT FILE         answer GET with the JSON in FILE
     python bench/bare.py chain PORT URL1 URL2   a chain walker with nothing durable: forward
                                                 the push to URL1 with a callback_url of its
                                                 own, on that callback forward to URL2
@@ -13,6 +14,7 @@ import asyncio
 import itertools
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -76,7 +78,14 @@ class BareChain:
 def main() -> None:
     mode, port = sys.argv[1], int(sys.argv[2])
     app = web.Application()
-    if mode == "chain":
+    if mode == "page":
+        page = Path(sys.argv[3]).read_bytes()
+
+        async def canned(request: web.Request) -> web.Response:
+            return web.Response(body=page, content_type="application/json")
+
+        app.router.add_get("/{tail:.*}", canned)
+    elif mode == "chain":
         walker = BareChain(port, sys.argv[3:])
         app.cleanup_ctx.append(walker.session_ctx)
         app.router.add_post("/hooks/{tail:.*}", walker.intake)
