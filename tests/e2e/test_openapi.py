@@ -3,6 +3,7 @@ answers conform to it (schemathesis against a running `relay serve`)."""
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.error
 import urllib.request
@@ -121,6 +122,7 @@ def api_schema(served_relay: str) -> Any:
     return schemathesis.openapi.from_url(f"{served_relay}/openapi.json")
 
 
+_HTTP_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
           checks.content_type_conformance, checks.response_schema_conformance,
           checks.response_headers_conformance]
@@ -138,6 +140,11 @@ def test_answers_conform_to_the_document(api_schema: Any, method: str, path: str
 
     @hypothesis.given(case=valid_or_not)
     def conforms(case: Any) -> None:
+        if case.headers:
+            # A header whose name is no HTTP token ("content-length;") is refused by aiohttp's
+            # parser with its plain-text 400 before relay sees the request, as the README
+            # says: that would test aiohttp, not this document.
+            case.headers = {k: v for k, v in case.headers.items() if _HTTP_TOKEN.match(k)}
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         # Half of the pushes go to the real hook, so that 202s are checked, not only 404s.
         if path.startswith("/hooks/") and hash(repr(case.body)) % 2 == 0:
