@@ -18,8 +18,8 @@ T = TypeVar("T")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|m|h)\s*$")
 
 
@@ -188,7 +188,7 @@ def checked_token(token: str, path: str) -> str:
 
 
 def parse_duration(value: object) -> float | None:
-    """Seconds from a number or a string such as "250ms", "10s", "5m", "1h"."""
+    """Seconds from a number or a string such as "250ms", "10s", "5m", "1h", "30d"."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):

@@ -312,3 +312,37 @@ async def test_the_commands_take_relay_toml_from_the_working_folder(
         ("main", models.service_uuid("main")), ("other", models.service_uuid("other"))]
     # Elsewhere, with no relay.toml, the token must come from somewhere else.
     assert (await relay_cli("chains", env={"RELAY_URL": relay.url})).code == 2
+
+
+async def test_operations_commands_pause_redeliver_in_bulk_and_prune(
+        start_relay: StartRelay, start_target: StartTarget) -> None:
+    relay = await _two_step_relay(start_relay, start_target,
+                                  second=Reply(status=400, callback=None))
+    failed = await relay.wait_for(await relay.push())
+    assert failed["state"] == "error"
+
+    paused = await relay_cli("pause", "main", "deploy", env=admin(relay))
+    assert paused.code == 0, paused.err
+    assert "paused by operator" in paused.out
+    listed = await relay_cli("targets", "--json", env=admin(relay))
+    states = {t["target"]: t["state"] for t in json.loads(listed.out)["items"]}
+    assert states == {"unit-tests": "active", "deploy": "paused"}
+    assert (await relay_cli("resume", "main", "deploy", env=admin(relay))).code == 0
+
+    dry = await relay_cli("redeliver", "--state", "error", "--since", "1h", "--dry-run",
+                          env=admin(relay))
+    assert (dry.code, dry.out.strip()) == (0, "1 deliveries match (nothing redelivered: "
+                                              "--dry-run)")
+    again = await relay_cli("redeliver", "--state", "error", "--since", "1h",
+                            "--from-step", "failed", "--json", env=admin(relay))
+    answer = json.loads(again.out)
+    assert answer["count"] == 1
+    redone = await relay.wait_for(answer["ids"][0])
+    assert [s["state"] for s in redone["steps"]] == ["skipped", "error"]
+    nothing = await relay_cli("redeliver", "--chain", "main", env=admin(relay))
+    assert nothing.code == 2
+    assert "--state and/or --since" in nothing.err
+
+    pruned = await relay_cli("prune", "--older-than", "7d", "--dry-run", env=admin(relay))
+    assert (pruned.code, pruned.out.strip()) == (0, "would delete 0 deliveries that ended "
+                                                    "more than 7d ago")

@@ -182,3 +182,11 @@ def test_a_schedule_is_written_as_durations_and_backoff_keys_still_work() -> Non
     assert doubling.chains[0].targets[0].policy.schedule == (1.0, 2.0, 4.0, 8.0, 10.0)
     assert describe(listed.chains[0].targets[0].policy) == (
         "retries after 5s, then every 1m, for 1d (about 1442 attempts)")
+
+
+def test_history_retention_takes_days_and_zero_keeps_everything() -> None:
+    assert config.parse(MINIMAL).history.retention == 30 * 86400
+    assert config.parse(MINIMAL + '[history]\nretention = "7d"\n').history.retention == 7 * 86400
+    assert config.parse(MINIMAL + '[history]\nretention = "0"\n').history.retention == 0
+    with pytest.raises(errors.ConfigError, match=r"history\.retention: must be zero or a pos"):
+        config.parse(MINIMAL + '[history]\nretention = "a month"\n')
