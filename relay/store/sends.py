@@ -76,7 +76,12 @@ async def take(tx: Tx, lease: str, lease_until: float, now: float,
                 tx, row["id"], row["attempts"],
                 f"no answer recorded: {worker_of(row['lease'])} stopped during this attempt"
                 " (its lease ran out)")
-    due = await _not_paused(tx, due)
+    delivery_ids = sorted({row["delivery_id"] for row in due})
+    deliveries = {
+        d["id"]: d for d in await tx.fetch(
+            f"SELECT id, chain, payload, config FROM deliveries"
+            f" WHERE id IN ({placeholders(1, len(delivery_ids))})", *delivery_ids)}
+    due = await _not_paused(tx, due, deliveries)
     if not due:
         return []
     for row in due:
@@ -91,11 +96,6 @@ async def take(tx: Tx, lease: str, lease_until: float, now: float,
         " RETURNING id, delivery_id, kind, idx, name, url, state, message_id, token, body,"
         " insecure, attempts",
         lease, lease_until, *ids)
-    delivery_ids = sorted({row["delivery_id"] for row in rows})
-    deliveries = {
-        d["id"]: d for d in await tx.fetch(
-            f"SELECT id, chain, payload, config FROM deliveries"
-            f" WHERE id IN ({placeholders(1, len(delivery_ids))})", *delivery_ids)}
     return [
         Claimed(id=row["id"], delivery_id=row["delivery_id"],
                 chain=deliveries[row["delivery_id"]]["chain"], kind=SendKind(row["kind"]),
@@ -109,21 +109,17 @@ async def take(tx: Tx, lease: str, lease_until: float, now: float,
         for row in sorted(rows, key=lambda r: r["id"])]
 
 
-async def _not_paused(tx: Tx, due: list[Row]) -> list[Row]:
+async def _not_paused(tx: Tx, due: list[Row], deliveries: dict[str, Row]) -> list[Row]:
     """`due` without the steps to be POSTed to a paused target (but its probe), which are
-    held instead."""
+    held instead. `deliveries`: the rows of their deliveries, by id."""
     paused = await targets.paused(tx)
     if not paused:
         return due
-    ids = sorted({row["delivery_id"] for row in due})
-    chains = {d["id"]: d["chain"] for d in await tx.fetch(
-        f"SELECT id, chain FROM deliveries WHERE id IN ({placeholders(1, len(ids))})", *ids)}
-    probes = await targets.probes(tx)
-    held = [row["id"] for row in due
+    held = {row["id"] for row in due
             if row["kind"] == SendKind.STEP and row["state"] == StepState.SENDING
-            and (key := (chains[row["delivery_id"]], row["name"])) in paused
-            and probes.get(key) != row["id"]]
-    await targets.hold(tx, held, "its target is paused")
+            and (key := (deliveries[row["delivery_id"]]["chain"], row["name"])) in paused
+            and paused[key] != row["id"]}
+    await targets.hold(tx, sorted(held), "its target is paused")
     return [row for row in due if row["id"] not in held]
 
 

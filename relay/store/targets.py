@@ -7,10 +7,10 @@ claims it until the target is resumed, or until it is the one let through as a p
 
 from __future__ import annotations
 
-from relay.store.base import Row, Tx
+from relay.store.base import Row, Tx, placeholders
 
-PausedTargets = frozenset[tuple[str, str]]
-"""(chain, target) of every paused target."""
+PausedTargets = dict[tuple[str, str], int | None]
+"""(chain, target) of every paused target -> the send let through to probe it, if any."""
 
 
 async def all_rows(tx: Tx) -> list[Row]:
@@ -23,14 +23,10 @@ async def get(tx: Tx, chain: str, target: str) -> Row | None:
 
 
 async def paused(tx: Tx) -> PausedTargets:
-    rows = await tx.fetch("SELECT chain, target FROM targets WHERE paused_by IS NOT NULL")
-    return frozenset((row["chain"], row["target"]) for row in rows)
-
-
-async def probes(tx: Tx) -> dict[tuple[str, str], int]:
-    """The send let through to each paused target being probed."""
-    rows = await tx.fetch("SELECT chain, target, probe FROM targets WHERE probe IS NOT NULL")
-    return {(row["chain"], row["target"]): int(row["probe"]) for row in rows}
+    rows = await tx.fetch(
+        "SELECT chain, target, probe FROM targets WHERE paused_by IS NOT NULL")
+    return {(row["chain"], row["target"]): None if row["probe"] is None else int(row["probe"])
+            for row in rows}
 
 
 async def failed(tx: Tx, chain: str, target: str, error: str) -> Row:
@@ -114,9 +110,10 @@ async def release_held(tx: Tx, chain: str, target: str, now: float,
 
 async def hold(tx: Tx, send_ids: list[int], reason: str) -> None:
     """These steps were about to go (or go again) to a paused target: they wait instead."""
-    for send_id in send_ids:
+    if send_ids:
         await tx.execute("UPDATE sends SET state = 'paused', due_at = NULL, lease = NULL,"
-                         " reason = $2 WHERE id = $1", send_id, reason)
+                         f" reason = $1 WHERE id IN ({placeholders(2, len(send_ids))})",
+                         reason, *send_ids)
 
 
 async def held_counts(tx: Tx) -> dict[tuple[str, str], int]:
