@@ -334,8 +334,7 @@ class PostgresStore(WakeUps):
             if progress.again(exc, fresh):
                 return await self._commit_optimistic(group, fresh=True)
             if not progress.committed:
-                failure = errors.StoreError(f"writing to PostgreSQL failed: {exc}")
-                failure.__cause__ = exc
+                failure = _write_failed(exc)
                 outcomes = [(job, None, failure) for job in group]
                 busy = []
                 woken = False
@@ -390,8 +389,7 @@ class PostgresStore(WakeUps):
             if progress.again(exc, fresh):
                 return await self._commit_savepoints(group, fresh=True)
             if not progress.committed:
-                failure = errors.StoreError(f"writing to PostgreSQL failed: {exc}")
-                failure.__cause__ = exc
+                failure = _write_failed(exc)
                 outcomes = [(job, None, failure) for job in group
                             if job not in retry_alone and job not in busy]
                 woken = False
@@ -479,6 +477,13 @@ class PostgresStore(WakeUps):
 
 def _setter(event: asyncio.Event) -> Callable[[object], None]:
     return lambda _: event.set()
+
+
+def _write_failed(exc: BaseException) -> errors.StoreError:
+    """What every unit of a group that could not be committed is answered."""
+    failure = errors.StoreError(f"writing to PostgreSQL failed: {exc}")
+    failure.__cause__ = exc
+    return failure
 
 
 def _wrapped(exc: BaseException) -> BaseException:
