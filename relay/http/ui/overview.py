@@ -41,15 +41,15 @@ async def read(tx: Tx, settings: config.Settings, now: float | None = None) -> d
 
 def _target(state: dict[str, Any], attempts: list[Any],
             settings: config.Settings) -> dict[str, Any]:
-    succeeded = [a for a in attempts if a["status"] is not None and 200 <= a["status"] < 300]
+    ok = [a["status"] is not None and 200 <= a["status"] < 300 for a in attempts]
     times = sorted(float(a["duration_ms"]) for a in attempts if a["duration_ms"] is not None)
-    failed = next((a for a in attempts if a not in succeeded), None)
+    failed = next((a for a, good in zip(attempts, ok, strict=True) if not good), None)
     last_error = state["last_error"]
     if failed is not None:
         last_error = settings.redactor.scrub(
             failed["error"] or f"target answered HTTP {failed['status']}")
     return {**state, "attempts": len(attempts),
-            "success_rate": round(len(succeeded) / len(attempts), 4) if attempts else None,
+            "success_rate": round(sum(ok) / len(attempts), 4) if attempts else None,
             "p50_ms": _percentile(times, 0.50), "p95_ms": _percentile(times, 0.95),
             "last_error": last_error}
 
