@@ -175,6 +175,15 @@ def _print_json(document: Any) -> None:
     print(json.dumps(document, indent=2, ensure_ascii=False))
 
 
+def _shown(args: argparse.Namespace, console: Console, answer: Any, shown: Any) -> int:
+    """relay's answer as JSON with --json, else as `shown` (a line or a table)."""
+    if args.json:
+        _print_json(answer)
+    else:
+        console.print(shown)
+    return 0
+
+
 async def _history(args: argparse.Namespace, at: Where, console: Console) -> int:
     if not 1 <= args.limit <= HISTORY_PAGE_MAX:
         raise errors.ConfigError(f"--limit must be from 1 to {HISTORY_PAGE_MAX}")
@@ -269,33 +278,21 @@ def _moment(text: str | None, option: str) -> str | None:
 async def _prune(args: argparse.Namespace, at: Where, console: Console) -> int:
     async with at.client() as client:
         answer = await client.prune(args.older_than, args.dry_run)
-    if args.json:
-        _print_json(answer)
-    else:
-        verb = "would delete" if args.dry_run else "deleted"
-        console.print(f"{verb} {answer['count']} deliveries that ended more than "
-                      f"{display.clean(args.older_than)} ago")
-    return 0
+    verb = "would delete" if args.dry_run else "deleted"
+    return _shown(args, console, answer, f"{verb} {answer['count']} deliveries that ended "
+                                         f"more than {display.clean(args.older_than)} ago")
 
 
 async def _targets(args: argparse.Namespace, at: Where, console: Console) -> int:
     async with at.client() as client:
         answer = await client.targets()
-    if args.json:
-        _print_json(answer)
-    else:
-        console.print(display.targets(answer["items"]))
-    return 0
+    return _shown(args, console, answer, display.targets(answer["items"]))
 
 
 async def _set_target(args: argparse.Namespace, at: Where, console: Console) -> int:
     async with at.client() as client:
         answer = await client.set_target(args.chain, args.target, args.action)
-    if args.json:
-        _print_json(answer)
-    else:
-        console.print(display.targets([answer]))
-    return 0
+    return _shown(args, console, answer, display.targets([answer]))
 
 
 async def _chains(args: argparse.Namespace, at: Where, console: Console) -> int:
