@@ -320,6 +320,8 @@ async def test_operations_commands_pause_redeliver_in_bulk_and_prune(
                                   second=Reply(status=400, callback=None))
     failed = await relay.wait_for(await relay.push())
     assert failed["state"] == "error"
+    shown = await relay_cli("show", failed["id"], env=admin(relay))
+    assert '{"ok": false}' in shown.out  # what the target answered
 
     paused = await relay_cli("pause", "main", "deploy", env=admin(relay))
     assert paused.code == 0, paused.err

@@ -24,7 +24,6 @@ from support import (
     Reply,
     StartTarget,
     Target,
-    free_socket,
     render_config,
     seed_push,
     wait_until,
@@ -95,18 +94,13 @@ async def test_two_processes_ride_out_a_postgresql_restart_under_load(
         tmp_path: Path, start_target: StartTarget) -> None:
     target = await start_target(default=Reply(callback=None))
     async with private_postgres() as server:
-        relays = []
-        for index in range(2):
-            with free_socket() as sock:
-                port = sock.getsockname()[1]
-            folder = tmp_path / f"relay{index}"
-            folder.mkdir()
-            relay = RelayProcess(folder / "relay.toml", port, folder / "relay.log")
+        relays = [RelayProcess.in_folder(tmp_path / f"relay{index}") for index in range(2)]
+        for relay in relays:
             relay.config_path.write_text(render_config(
-                port=port, store_url=f"{server.url}?schema=relay", delivery={"timeout": 5},
+                port=relay.port, store_url=f"{server.url}?schema=relay",
+                delivery={"timeout": 5},
                 chains=[{"name": "main", "concurrency": 64, "targets": [
                     {"name": "ci", "url": target.url, "await_callback": False}]}]))
-            relays.append(relay)
         try:
             for relay in relays:
                 relay.start()

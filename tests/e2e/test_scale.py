@@ -23,7 +23,6 @@ from support import (
     POSTGRES_URL,
     SEED_TAG_PUSH,
     RelayProcess,
-    free_socket,
     render_config,
     serve,
     wait_until,
@@ -144,13 +143,7 @@ class CallingTarget:
 async def test_three_processes_share_the_work_and_survive_a_sigkill(
         tmp_path: Path, postgres_schema: str) -> None:
     store_url = f"{POSTGRES_URL}?schema={postgres_schema}"
-    relays = []
-    for index in range(3):
-        with free_socket() as sock:
-            port = sock.getsockname()[1]
-        folder = tmp_path / f"relay{index}"
-        folder.mkdir()
-        relays.append(RelayProcess(folder / "relay.toml", port, folder / "relay.log"))
+    relays = [RelayProcess.in_folder(tmp_path / f"relay{index}") for index in range(3)]
     cluster = Cluster(relays)
     ci, deploy = await CallingTarget(cluster).start(), await CallingTarget(cluster).start()
     for relay in relays:
@@ -260,17 +253,11 @@ async def test_order_per_tag_holds_across_two_processes(tmp_path: Path,
         return web.json_response({"ok": True})
 
     runner, url = await serve(slow, "/hook")
-    relays = []
-    for index in range(2):
-        with free_socket() as sock:
-            port = sock.getsockname()[1]
-        folder = tmp_path / f"relay{index}"
-        folder.mkdir()
-        relay = RelayProcess(folder / "relay.toml", port, folder / "relay.log")
+    relays = [RelayProcess.in_folder(tmp_path / f"relay{index}") for index in range(2)]
+    for relay in relays:
         relay.config_path.write_text(render_config(
-            port=port, store_url=store_url, chains=[{"name": "main", "targets": [
+            port=relay.port, store_url=store_url, chains=[{"name": "main", "targets": [
                 {"name": "ci", "url": url, "await_callback": False}]}]))
-        relays.append(relay)
     pushes = 36
     try:
         for relay in relays:

@@ -16,7 +16,6 @@ from support import (
     RelayProcess,
     Reply,
     StartTarget,
-    free_socket,
     render_config,
     seed_push,
     wait_until,
@@ -29,11 +28,9 @@ IN_FLIGHT = 32
 async def test_every_202_reaches_the_target_after_a_sigkill_at_full_load(
         tmp_path: Path, store_url: str, start_target: StartTarget) -> None:
     target = await start_target(default=Reply(callback=None))
-    with free_socket() as sock:
-        port = sock.getsockname()[1]
-    relay = RelayProcess(tmp_path / "relay.toml", port, tmp_path / "relay.log")
+    relay = RelayProcess.in_folder(tmp_path)
     relay.config_path.write_text(render_config(
-        port=port, store_url=store_url, delivery={"timeout": 2},
+        port=relay.port, store_url=store_url, delivery={"timeout": 2},
         chains=[{"name": "main", "concurrency": 1000, "targets": [
             {"name": "ci", "url": target.url, "await_callback": False}]}]))
     accepted: set[str] = set()

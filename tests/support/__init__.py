@@ -391,6 +391,15 @@ class RelayProcess:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def in_folder(cls, folder: Path) -> RelayProcess:
+        """One of several processes: its relay.toml (to be written) and log in `folder`, on
+        a free port."""
+        folder.mkdir(parents=True, exist_ok=True)
+        with free_socket() as sock:
+            port = sock.getsockname()[1]
+        return cls(folder / "relay.toml", port, folder / "relay.log")
+
     def start(self) -> RelayProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(

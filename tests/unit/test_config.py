@@ -153,6 +153,9 @@ def test_check_config_accepts_the_example() -> None:
 
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
+    assert ("  testhook/deploy: retries after 1s, 5s, 15s, 30s, 1m, 2m, 5m, 10m, 15m, 30m, "
+            "then every 1h, for 1d (about 34 attempts); pauses after 10 failures in a row, "
+            "probed every 60 s") in result.stdout
 
 
 def test_check_config_refuses_a_broken_file_naming_the_key(tmp_path: Path) -> None:
