@@ -55,9 +55,8 @@ async def record_attempt(tx: Tx, live: config.Live, claimed: Claimed,
     """Complete the attempt's record with its answer and move the send (and its chain) on."""
     send, lost = await _held(tx, claimed)
     settings = live.of(claimed.config)
-    await sends.record_answer(tx, claimed.id, claimed.attempt, answer.status,
-                              answer.duration_ms, answer.error,
-                              _response_text(answer, settings))
+    sends.record_answer(tx, claimed.id, claimed.attempt, answer.status, answer.duration_ms,
+                        answer.error, _response_text(answer, settings))
     if lost is not None:
         return _applied(send, claimed.chain, chain.Ignore(lost))
     paused = False
@@ -66,7 +65,9 @@ async def record_attempt(tx: Tx, live: config.Live, claimed: Claimed,
         send["status"] = answer.status
     else:
         policy, _ = _policy(settings, claimed.chain, send)
-        paused = await pausing.counted(tx, policy, claimed.chain, claimed.name, answer, now)
+        known = pausing.Known(send["target_failures"] or 0, send["target_paused_by"])
+        paused = await pausing.counted(tx, policy, claimed.chain, claimed.name, answer, now,
+                                       known)
     return await _apply(tx, settings, send, claimed.chain, chain.Attempted(answer), now,
                         handoff, paused)
 
@@ -104,10 +105,9 @@ async def callback(tx: Tx, live: config.Live, token: str, verdict: models.Callba
     if StepState(send["state"]) not in chain.OPEN:
         raise errors.Conflict(f"step {send['idx']} ({send['name']}) was already answered: "
                               f"it is {send['state']}")
-    await sends.record_callback(tx, send["id"], verdict, now)
     send["cb_state"], send["cb_description"] = verdict.state, verdict.description
     return await _apply(tx, live.of(delivery["config"]), send, delivery["chain"],
-                        chain.CallbackArrived(verdict.state), now, handoff)
+                        chain.CallbackArrived(verdict.state), now, handoff, verdict=verdict)
 
 
 async def _held(tx: Tx, claimed: Claimed) -> tuple[Row, str | None]:
@@ -125,7 +125,8 @@ async def _held(tx: Tx, claimed: Claimed) -> tuple[Row, str | None]:
 
 async def _apply(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
                  event: chain.Event, now: float, handoff: str | None = None,
-                 paused: bool = False) -> Applied:
+                 paused: bool = False, verdict: models.Callback | None = None) -> Applied:
+    """`verdict`: the callback that is the event, stored with the step it settles."""
     policy, await_callback = _policy(settings, chain_name, send)
     view = chain.StepView(state=StepState(send["state"]), attempts=send["attempts"],
                           await_callback=await_callback, policy=policy,
@@ -144,7 +145,7 @@ async def _apply(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
             _wake_for(tx, deadline, now)
         case chain.Settle(state=state, reason=reason):
             finished, started = await _settle(tx, settings, send, chain_name, state, reason,
-                                              now, handoff)
+                                              now, handoff, verdict)
         case chain.Ignore():
             pass
         case _:
@@ -153,36 +154,46 @@ async def _apply(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
 
 
 async def _settle(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
-                  state: StepState, reason: str | None, now: float, handoff: str | None
+                  state: StepState, reason: str | None, now: float, handoff: str | None,
+                  verdict: models.Callback | None
                   ) -> tuple[DeliveryState | None, list[Claimed]]:
-    await sends.settle(tx, send["id"], state, now, reason)
+    sends.settle(tx, send["id"], state, now, reason, verdict)
     if send["kind"] != SendKind.STEP:
         await notices.settled(tx, send, state, reason, now)
         return None, []
-    started = None
+    next_index: int | None = None
+    handed: list[Claimed] = []
     if state is StepState.SUCCESS:
-        started = await sends.start_next(tx, send["delivery_id"], send["idx"], now)
-    move = chain.follow(state, None if started is None else started["idx"])
+        next_index, handed = await _start_next(tx, settings, send, now, handoff)
+    move = chain.follow(state, next_index)
     match move:
         case chain.Next():
-            assert started is not None
-            return None, await _take_started(tx, settings, started, now, handoff)
+            return None, handed
         case chain.Finish(state=outcome):
-            steps = await sends.step_states(tx, send["delivery_id"])
             await _finish(tx, settings, send["delivery_id"], outcome,
-                          _summary(send, state, reason, steps), now)
+                          _summary(send, state, reason), now)
             return outcome, []
         case _:
             assert_never(move)
 
 
-async def _take_started(tx: Tx, settings: config.Settings, row: Row, now: float,
-                        handoff: str | None) -> list[Claimed]:
-    """A step made due now: with a `handoff` lease, claimed for the caller at once."""
+async def _start_next(tx: Tx, settings: config.Settings, send: Row, now: float,
+                      handoff: str | None) -> tuple[int | None, list[Claimed]]:
+    """Make the delivery's next step due now; its index (None: no step is left), and, with
+    a `handoff` lease, the step claimed for the caller at once."""
+    delivery_id, after = send["delivery_id"], send["idx"]
+    lease_until = now + settings.lease_seconds
+    if handoff is not None and not send["paused_targets"]:
+        claimed = await sends.start_next_leased(tx, delivery_id, after, now, handoff,
+                                                lease_until)
+        return (None, []) if claimed is None else (claimed.idx, [claimed])
+    started = await sends.start_next(tx, delivery_id, after, now)
+    if started is None:
+        return None, []
     if handoff is None:
         tx.wake()
-        return []
-    return await sends.take(tx, handoff, now + settings.lease_seconds, now, [row])
+        return started["idx"], []
+    return started["idx"], await sends.take(tx, handoff, lease_until, now, [started])
 
 
 async def _finish(tx: Tx, settings: config.Settings, delivery_id: str, state: DeliveryState,
@@ -211,11 +222,10 @@ async def finish_unstarted(tx: Tx, live: config.Live, delivery_ids: Sequence[str
                       summary, now)
 
 
-def _summary(send: Row, state: StepState, reason: str | None,
-             steps: Sequence[StepState]) -> str:
-    count = len(steps)
+def _summary(send: Row, state: StepState, reason: str | None) -> str:
+    """`send`: the step that ended its delivery, with `step_count` and `skipped_steps`."""
+    count, skipped = send["step_count"], send["skipped_steps"]
     if state is StepState.SUCCESS:
-        skipped = steps.count(StepState.SKIPPED)
         if skipped:
             return (f"all {count - skipped} steps that take this push succeeded "
                     f"({skipped} skipped)")

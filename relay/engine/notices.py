@@ -45,7 +45,8 @@ async def plan(tx: Tx, settings: config.Settings, delivery: Row) -> list[Notice]
     configured = settings.chain(delivery["chain"])
     if configured is not None and configured.webhook is not None:
         notices.append(await dockership_report(tx, configured, delivery))
-    hooks = await kudu_hooks.subscribers(tx, kudu_hooks.POST_DEPLOYMENT, delivery["chain"])
+    hooks = await kudu_hooks.subscribers(tx, kudu_hooks.POST_DEPLOYMENT, delivery["chain"]
+                                         ) if delivery.get("any_kudu_hook", True) else []
     if hooks:
         body = kudu_payload(delivery)
         notices += [Notice(SendKind.KUDU, f"kudu hook {hook['id']}", hook["url"], body,

@@ -38,11 +38,22 @@ class TargetState:
         return "paused" if self.paused_by else "active"
 
 
+@dataclass(frozen=True)
+class Known:
+    """The target's record as the unit read it, under its delivery's lock."""
+
+    failures: int
+    paused_by: str | None
+
+
 async def counted(tx: Tx, policy: config.SendPolicy, chain_name: str, target: str,
-                  answer: chain.Answer, now: float) -> bool:
+                  answer: chain.Answer, now: float, known: Known | None = None) -> bool:
     """Count one attempt's answer in its target's record; whether the target is paused now
-    (a success resumes a target that relay paused)."""
+    (a success resumes a target that relay paused). With `known`, a success of a target
+    with no failures to forget costs no statement (the common case)."""
     if retry.is_success(answer.status):
+        if known is not None and not known.failures and known.paused_by is None:
+            return False
         row = await targets.succeeded(tx, chain_name, target)
         if row is not None and row["paused_by"] == RELAY:
             await resume(tx, chain_name, target, now, by=RELAY)
@@ -79,8 +90,9 @@ async def resume(tx: Tx, chain_name: str, target: str, now: float, *, by: str) -
     return released
 
 
-async def probe(tx: Tx, settings: config.Settings, now: float) -> None:
-    """Let the oldest waiting step through to each target whose probe is due."""
+async def probe(tx: Tx, settings: config.Settings, now: float) -> float | None:
+    """Let the oldest waiting step through to each target whose probe is due; when the next
+    probe is due."""
     for row in await targets.due_probes(tx, now):
         name, target = row["chain"], row["target"]
         send_id = await targets.oldest_held(tx, name, target)
@@ -89,6 +101,7 @@ async def probe(tx: Tx, settings: config.Settings, now: float) -> None:
         if send_id is not None:
             await targets.release_held(tx, name, target, now, only=send_id)
             logs.get().info("target.probe", chain=name, target=target, send=send_id)
+    return await targets.next_probe(tx)
 
 
 async def states(tx: Tx, settings: config.Settings) -> list[TargetState]:

@@ -21,7 +21,7 @@ import aiohttp
 from relay import config, errors, logs, metrics
 from relay.engine import apply, chain, delivery, outbound, pausing, retention, shaping
 from relay.models import SendKind, StepState
-from relay.store import Store, deliveries, idempotency, sends, targets
+from relay.store import Store, deliveries, idempotency, outlook, sends
 from relay.store.base import Tx
 
 POLL_SECONDS = apply.POLL_SECONDS
@@ -61,12 +61,16 @@ class Worker:
         """The hard cap on POSTs in flight: a step handed off by a callback (or by the
         dispatch running meanwhile) may be claimed while `capacity` sends are out."""
         self._claims: dict[asyncio.Task[None], sends.Claimed] = {}
+        self._tokens: dict[str, str] = {}
+        """Callback token -> delivery, of the steps in `_claims`."""
         self._leases = itertools.count(1)
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._next_prune = 0.0
+        self._short_of_slots = False
+        """The last pass left due work for want of a free slot: a finished send wakes it."""
         self.taken = 0
         """Sends this worker has taken on since it was made."""
 
@@ -76,6 +80,7 @@ class Worker:
             await self.store.write(lambda tx: sends.recover(tx, self.clock()))
         await self.store.write(
             lambda tx: admit_unconfigured(tx, self.live, self.clock()), alone=True)
+        self.store.wake_others_when(self._needs_help)
         self._loop_task = asyncio.create_task(self._run(), name="relay-worker")
         self._retention_task = asyncio.create_task(retention.run(
             self.live, self.store, self.clock, self.metrics, self._stopped),
@@ -107,6 +112,11 @@ class Worker:
                                    error=str(exc))
         logs.get().info("worker.stopped", released=len(left))
 
+    def _needs_help(self) -> bool:
+        """Whether work this process commits may be left to other processes: it is stopping,
+        or has no room for it."""
+        return self._stopping or self._short_of_slots or len(self._claims) >= self.capacity
+
     @property
     def in_flight(self) -> int:
         return len(self._claims)
@@ -124,7 +134,14 @@ class Worker:
         for item in claimed:
             task = asyncio.create_task(self._handle(item))
             self._claims[task] = item
+            if item.token is not None:
+                self._tokens[item.token] = item.delivery_id
             task.add_done_callback(self._done)
+
+    def delivery_of(self, token: str) -> str | None:
+        """The delivery of a step this worker is sending, by its callback token: the key
+        under which a callback that races the POST's answer is written (see Store.write)."""
+        return self._tokens.get(token)
 
     async def run_once(self) -> int:
         """Burst mode, for tests that step the engine: finish the sends in flight, then send
@@ -159,6 +176,8 @@ class Worker:
                 await self.store.wait_for_work(1.0)
                 continue
             self.take(claimed)  # before the pruning: these are leased and their attempt begun
+            notices_claimed = sum(c.kind is not SendKind.STEP for c in claimed)
+            self._short_of_slots = (len(claimed) >= free or notices_claimed >= free_notices)
             if now >= self._next_prune:
                 await self._prune(now)
             if claimed and len(claimed) >= free:
@@ -184,10 +203,13 @@ class Worker:
             logs.get().debug("idempotency.pruned", keys=forgotten)
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._claims.pop(task, None)
+        claimed = self._claims.pop(task, None)
+        if claimed is not None and claimed.token is not None:
+            self._tokens.pop(claimed.token, None)
         if not task.cancelled() and task.exception() is not None:
             logs.get().error("worker.task_failed", error=repr(task.exception()))
-        self.store.wake_local()
+        if self._short_of_slots:
+            self.store.wake_local()
 
     async def _handle(self, claimed: sends.Claimed) -> None:
         try:
@@ -201,7 +223,8 @@ class Worker:
                 answer = await self._send(claimed, at)
             handoff = self.handoff_lease()
             applied = await self.store.write(lambda tx: apply.record_attempt(
-                tx, self.live, claimed, answer, self.clock(), handoff))
+                tx, self.live, claimed, answer, self.clock(), handoff),
+                key=claimed.delivery_id)
             self.take(applied.handoff)
         except errors.StoreError as exc:
             # The lease runs out and the send becomes due again: nothing is lost.
@@ -286,22 +309,18 @@ async def dispatch(tx: Tx, live: config.Live, lease: str, now: float,
     """One pass of a worker: admit waiting deliveries, claim up to `steps` due chain steps
     and `notice_limit` due notices, and say when to look next."""
     settings = live.current
+    # With no room for notices, only the steps' times matter (a freed slot wakes the worker).
+    ahead = await outlook.read(tx, now, steps_only=notice_limit <= 0)
     rules = {chain.name: deliveries.Admission(chain.concurrency, chain.order.value,
                                               live.version, chain.steps_for)
              for chain in settings.chains}
     await apply.finish_unstarted(tx, live, await deliveries.admit(tx, rules, now), now)
-    await pausing.probe(tx, settings, now)
-    lease_until = now + settings.lease_seconds
-    claimed = []
-    if steps > 0:
-        claimed += await sends.claim(tx, lease, lease_until, now, steps)
-    if notice_limit > 0:
-        claimed += await sends.claim(tx, lease, lease_until, now, notice_limit,
-                                     of_notices=True)
-    # With no room for notices, only the steps' times matter (a freed slot wakes the worker).
-    due = [t for t in (await sends.next_due(tx, steps_only=notice_limit <= 0),
-                       await deliveries.next_hold(tx, now), await targets.next_probe(tx))
-           if t is not None]
+    next_probe = ahead.next_probe
+    if next_probe is not None and next_probe <= now:
+        next_probe = await pausing.probe(tx, settings, now)
+    claimed = await sends.claim(tx, lease, now + settings.lease_seconds, now, steps,
+                                notice_limit, any_paused=ahead.paused_targets > 0)
+    due = [t for t in (ahead.next_send, ahead.next_hold, next_probe) if t is not None]
     return claimed, min(due) if due else None
 
 

@@ -29,7 +29,8 @@ async def receive(request: web.Request) -> web.Response:
     relay_worker = request.app[WORKER]
     handoff = relay_worker.handoff_lease()
     applied = await request.app[STORE].write(
-        lambda tx: apply.callback(tx, live, token, verdict, time.time(), handoff))
+        lambda tx: apply.callback(tx, live, token, verdict, time.time(), handoff),
+        key=relay_worker.delivery_of(token))
     relay_worker.take(applied.handoff)
     logs.get().info("callback", delivery=applied.delivery_id, chain=applied.chain,
                     step=applied.idx, target=applied.name, state=verdict.state,

@@ -39,6 +39,16 @@ class Tx(Protocol):
         """
         ...
 
+    def defer(self, sql: str, *args: Any) -> None:
+        """Run the write `sql` together with the unit's next statement (or at its end).
+
+        PostgreSQL sends both as one statement, the write as a data-modifying WITH clause:
+        one round trip less. Both then see the database as it was before either ran, so
+        the next statement must not read or write the row(s) `sql` changes; SQLite simply
+        runs `sql` at once.
+        """
+        ...
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
@@ -66,13 +76,14 @@ class Store(Protocol):
         BEGIN and COMMIT each count one): what a chain costs the database."""
         ...
 
-    async def write(self, unit: Unit[T], *, alone: bool = False) -> T:
+    async def write(self, unit: Unit[T], *, alone: bool = False, key: str | None = None) -> T:
         """Run `unit` in a write transaction; return once it is durably committed.
 
         Units are committed in groups. A unit that takes a chain's lock (admission) runs
         `alone`, in a transaction of its own, so that no group ever holds both a chain's
         lock and a delivery's row lock (which would deadlock two groups against each other
-        on a shared database)."""
+        on a shared database). Units with the same `key` (the delivery they lock) are
+        never in two groups committing at once, where one would wait for the other."""
         ...
 
     async def read(self, unit: Unit[T]) -> T:
@@ -87,6 +98,12 @@ class Store(Protocol):
         """Wake this process's `wait_for_work` (a worker slot came free, or it is stopping)."""
         ...
 
+    def wake_others_when(self, needed: Callable[[], bool]) -> None:
+        """Wake the other processes sharing the store only while `needed()`: a process whose
+        worker can take the work it commits need not make every other one look for it (the
+        others still look at least every few seconds). By default they are always woken."""
+        ...
+
     async def ping(self) -> None:
         """Raise StoreError unless the database answers."""
         ...
@@ -97,11 +114,13 @@ class Store(Protocol):
 class Job:
     """A unit waiting to be committed, and the future its writer awaits."""
 
-    __slots__ = ("busy", "future", "unit")
+    __slots__ = ("busy", "future", "key", "unit")
 
-    def __init__(self, unit: Unit[Any], future: asyncio.Future[Any]) -> None:
+    def __init__(self, unit: Unit[Any], future: asyncio.Future[Any],
+                 key: str | None = None) -> None:
         self.unit = unit
         self.future = future
+        self.key = key
         self.busy = 0
         """How many groups it found a row locked in (errors.RowBusy)."""
 
@@ -124,6 +143,8 @@ class WakeUps:
 
     def __init__(self) -> None:
         self._work = asyncio.Event()
+        self.others_needed: Callable[[], bool] = lambda: True
+        """See Store.wake_others_when."""
 
     async def wait_for_work(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -132,6 +153,9 @@ class WakeUps:
 
     def wake_local(self) -> None:
         self._work.set()
+
+    def wake_others_when(self, needed: Callable[[], bool]) -> None:
+        self.others_needed = needed
 
 
 def resolve(outcomes: Iterable[Outcome]) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from relay import errors, models
 from relay.models import DeliveryState, Push, SendKind, StepState
 from relay.store import idempotency, sends
-from relay.store.base import Row, Tx, placeholders
+from relay.store.base import Row, Tx
 
 StepPlan = tuple[str, str, str | None]
 """A step to store with a delivery: the target's name and URL, and why it is skipped (its
@@ -190,9 +190,18 @@ async def lock(tx: Tx, delivery_id: str) -> Row:
 
 # The send's columns beside its delivery's: one statement locks both and reads the send
 # as it is once locked (a send moves only under its delivery's lock, or in a claim, which
-# locks the send: locking it here too means reading its latest version).
-_SEND_AND_DELIVERY = ("SELECT s.*, d.chain AS delivery_chain, d.config AS delivery_config"
-                      " FROM deliveries d JOIN sends s ON s.delivery_id = d.id")
+# locks the send: locking it here too means reading its latest version). Read along, for
+# the unit's decision: what relay knows of the send's target, how many targets are paused
+# at all (none: no step needs checking before it is handed on), and the delivery's steps.
+_SEND_AND_DELIVERY = (
+    "SELECT s.*, d.chain AS delivery_chain, d.config AS delivery_config,"
+    " t.failures AS target_failures, t.paused_by AS target_paused_by,"
+    " (SELECT count(*) FROM targets WHERE paused_by IS NOT NULL) AS paused_targets,"
+    " (SELECT count(*) FROM sends WHERE delivery_id = d.id AND kind = 'step') AS step_count,"
+    " (SELECT count(*) FROM sends WHERE delivery_id = d.id AND kind = 'step'"
+    " AND state = 'skipped') AS skipped_steps"
+    " FROM deliveries d JOIN sends s ON s.delivery_id = d.id"
+    " LEFT JOIN targets t ON t.chain = d.chain AND t.target = s.name")
 
 
 async def lock_send(tx: Tx, delivery_id: str, send_id: int) -> Row:
@@ -255,15 +264,15 @@ async def admit(tx: Tx, chains: Mapping[str, Admission], now: float) -> list[str
     """
     unstarted: list[str] = []
     for name, rule in chains.items():
-        if await _running(tx, name) >= rule.limit or not await _startable(tx, name, rule, now):
+        if not await _startable(tx, name, rule, now):
             continue
         await tx.lock(f"chain:{name}")
+        if rule.order == "tag":
+            _place(tx, name)
         # Counted again under the lock: another process may have admitted meanwhile.
         free = rule.limit - await _running(tx, name)
         if free <= 0:
             continue
-        if rule.order == "tag":
-            await _place(tx, name)
         for row in await _candidates(tx, name, rule, free, now):
             if not _may_start(row, now):
                 break  # order "chain": the oldest holds up the rest
@@ -288,53 +297,55 @@ async def _candidates(tx: Tx, name: str, rule: Admission, free: int, now: float)
 
 
 async def _startable(tx: Tx, name: str, rule: Admission, now: float) -> bool:
-    """Whether the chain may have a delivery to start (checked before taking its lock)."""
+    """Whether the chain runs fewer than its limit and may have a delivery to start (checked
+    before taking its lock)."""
     if rule.order == "chain":
-        return _may_start(await tx.fetchrow(
-            "SELECT hold_until FROM deliveries WHERE state = 'pending' AND chain = $1"
-            " ORDER BY id LIMIT 1", name), now)
+        first = ("SELECT hold_until FROM deliveries WHERE state = 'pending' AND chain = $1"
+                 " ORDER BY id LIMIT 1")
+        row = await tx.fetchrow(f"SELECT ({_RUNNING}) AS running, EXISTS ({first}) AS waiting,"
+                                f" ({first}) AS hold_until", name)
+        assert row is not None
+        return row["running"] < rule.limit and bool(row["waiting"]) and _may_start(row, now)
     lane = " AND (lane IS NULL OR lane = 'ready')" if rule.order == "tag" else ""
-    return await tx.fetchval(
-        f"SELECT 1 FROM deliveries WHERE state = 'pending' AND chain = $1{lane}"
-        " AND (hold_until IS NULL OR hold_until <= $2) LIMIT 1", name, now) is not None
+    row = await tx.fetchrow(
+        f"SELECT ({_RUNNING}) AS running, EXISTS (SELECT 1 FROM deliveries WHERE"
+        f" state = 'pending' AND chain = $1{lane} AND (hold_until IS NULL OR hold_until <= $2))"
+        " AS waiting", name, now)
+    assert row is not None
+    return row["running"] < rule.limit and bool(row["waiting"])
 
 
-async def _place(tx: Tx, chain: str) -> None:
+def _place(tx: Tx, chain: str) -> None:
     """Put the chain's new pending deliveries in their lanes: ready when no older delivery of
-    the same repository and tag is open, queued behind it otherwise."""
-    rows = await tx.fetch(
-        "SELECT id, repository, tag FROM deliveries WHERE state = 'pending' AND chain = $1"
-        " AND lane IS NULL ORDER BY id LIMIT $2", chain, PLACE)
-    lanes: dict[str, list[str]] = {"ready": [], "queued": []}
-    for row in rows:
-        ahead = await tx.fetchval(
-            "SELECT 1 FROM deliveries WHERE chain = $1 AND repository = $2 AND tag = $3"
-            " AND state IN ('pending', 'running') AND id < $4 LIMIT 1",
-            chain, row["repository"], row["tag"], row["id"])
-        lanes["queued" if ahead else "ready"].append(row["id"])
-    for lane, ids in lanes.items():
-        if ids:
-            await tx.execute(f"UPDATE deliveries SET lane = $1"
-                             f" WHERE id IN ({placeholders(2, len(ids))})", lane, *ids)
+    the same repository and tag is open, queued behind it otherwise. Deferred (see
+    Tx.defer): counting the running deliveries does not read lanes."""
+    tx.defer(
+        "UPDATE deliveries SET lane = CASE WHEN EXISTS (SELECT 1 FROM deliveries o"
+        " WHERE o.chain = deliveries.chain AND o.repository = deliveries.repository"
+        " AND o.tag = deliveries.tag AND o.state IN ('pending', 'running')"
+        " AND o.id < deliveries.id) THEN 'queued' ELSE 'ready' END"
+        " WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' AND chain = $1"
+        " AND lane IS NULL ORDER BY id LIMIT $2)", chain, PLACE)
 
 
-async def _next_in_lane(tx: Tx, ended: Row) -> None:
-    """The delivery queued behind one that ended becomes ready."""
-    following = await tx.fetchval(
-        "SELECT min(id) FROM deliveries WHERE chain = $1 AND repository = $2 AND tag = $3"
-        " AND state = 'pending' AND lane = 'queued'",
-        ended["chain"], ended["repository"], ended["tag"])
-    if following is not None:
-        await tx.execute("UPDATE deliveries SET lane = 'ready' WHERE id = $1", following)
+def _next_in_lane(tx: Tx, ended_id: str) -> None:
+    """The delivery queued behind one that ended becomes ready (deferred, see Tx.defer:
+    it changes another delivery than the one ending)."""
+    tx.defer(
+        "UPDATE deliveries SET lane = 'ready' WHERE id = (SELECT min(q.id) FROM deliveries q"
+        " JOIN deliveries e ON e.id = $1 WHERE q.chain = e.chain"
+        " AND q.repository = e.repository AND q.tag = e.tag AND q.state = 'pending'"
+        " AND q.lane = 'queued')", ended_id)
 
 
 async def _start(tx: Tx, row: Row, rule: Admission, now: float) -> bool:
     """Run a pending delivery: its first step that is not skipped becomes due. False when
     every step is skipped."""
     replan = rule.plan is not None and rule.config is not None and row["config"] != rule.config
-    await tx.execute("UPDATE deliveries SET state = 'running', started_at = $2,"
-                     " hold_until = NULL, config = $3 WHERE id = $1",
-                     row["id"], now, rule.config if replan else row["config"])
+    # Deferred: start_next, which takes it along, reads only the delivery's sends.
+    tx.defer("UPDATE deliveries SET state = 'running', started_at = $2,"
+             " hold_until = NULL, config = $3 WHERE id = $1",
+             row["id"], now, rule.config if replan else row["config"])
     if replan:
         assert rule.plan is not None
         # Accepted under an earlier configuration: it runs with the one it starts under.
@@ -347,9 +358,11 @@ async def _start(tx: Tx, row: Row, rule: Admission, now: float) -> bool:
     return True
 
 
+_RUNNING = "SELECT count(*) FROM deliveries WHERE state = 'running' AND chain = $1"
+
+
 async def _running(tx: Tx, chain_name: str) -> int:
-    return int(await tx.fetchval(
-        "SELECT count(*) FROM deliveries WHERE state = 'running' AND chain = $1", chain_name))
+    return int(await tx.fetchval(_RUNNING, chain_name))
 
 
 def _may_start(pending: Row | None, now: float) -> bool:
@@ -363,22 +376,18 @@ async def chains_pending(tx: Tx) -> set[str]:
     return {row["chain"] for row in rows}
 
 
-async def next_hold(tx: Tx, now: float) -> float | None:
-    """When the next delivery held for coalescing may start."""
-    due = await tx.fetchval("SELECT min(hold_until) FROM deliveries WHERE hold_until > $1",
-                            now)
-    return None if due is None else float(due)
-
-
 async def finish(tx: Tx, delivery_id: str, state: DeliveryState, now: float,
                  summary: str) -> Row:
-    """End a delivery: its steps not reached are skipped; the whole row as it is now."""
-    await sends.skip_pending_steps(tx, delivery_id, "not sent: an earlier step did not succeed")
-    delivery = await tx.fetchrow("UPDATE deliveries SET state = $2, finished_at = $3,"
-                                 " summary = $4 WHERE id = $1 RETURNING *",
-                                 delivery_id, state, now, summary)
+    """End a delivery: its steps not reached are skipped; the whole row as it is now, and
+    `any_kudu_hook`: whether any Kudu hook is subscribed at all (none: no need to look for
+    the ones this delivery fires)."""
+    sends.skip_pending_steps(tx, delivery_id, "not sent: an earlier step did not succeed")
+    _next_in_lane(tx, delivery_id)
+    delivery = await tx.fetchrow(
+        "UPDATE deliveries SET state = $2, finished_at = $3, summary = $4 WHERE id = $1"
+        " RETURNING *, EXISTS (SELECT 1 FROM kudu_hooks) AS any_kudu_hook",
+        delivery_id, state, now, summary)
     assert delivery is not None
-    await _next_in_lane(tx, delivery)
     # The chain's next delivery is admitted by the next dispatch, which this wakes.
     tx.wake()
     return delivery

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import re
+import secrets
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -82,6 +85,7 @@ class PostgresTx:
         self.wrote = False
         """Whether the unit ran a statement that may have changed a row."""
         self.appended: Appended = {}
+        self.deferred: list[tuple[str, Sequence[Any]]] = []
 
     async def _begin(self, sql: str = "") -> None:
         self.tally.statements += 1
@@ -92,13 +96,32 @@ class PostgresTx:
             self.tally.statements += 1
             self.savepoint = True
 
+    def _along(self, sql: str, args: Sequence[Any]) -> tuple[str, Sequence[Any]]:
+        """`sql` with the deferred writes as its WITH clauses."""
+        if not self.deferred:
+            return sql, args
+        writes, self.deferred = self.deferred, []
+        return together(writes, sql, args)
+
     async def execute(self, sql: str, *args: Any) -> int:
+        sql, values = self._along(sql, args)
         await self._begin(sql)
-        status: str = await self.conn.execute(sql, *args)
+        status: str = await self.conn.execute(sql, *values)
         count = status.rsplit(" ", 1)[-1]
         return int(count) if count.isdigit() else 0
 
+    def defer(self, sql: str, *args: Any) -> None:
+        self.deferred.append((sql, args))
+
+    async def flush(self) -> None:
+        """Run what the unit deferred and no later statement took along."""
+        if self.deferred:
+            *writes, (sql, args) = self.deferred
+            self.deferred = writes
+            await self.execute(sql, *args)
+
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self.flush()
         rows = list(rows)
         await self._begin(sql)
         self.tally.statements += len(rows) - 1
@@ -108,23 +131,27 @@ class PostgresTx:
         self.appended.setdefault(sql, []).append(row)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        sql, values = self._along(sql, args)
         await self._begin(sql)
-        return [dict(record) for record in await self.conn.fetch(sql, *args)]
+        return [dict(record) for record in await self.conn.fetch(sql, *values)]
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        sql, values = self._along(sql, args)
         await self._begin(sql)
-        record = await self.conn.fetchrow(sql, *args)
+        record = await self.conn.fetchrow(sql, *values)
         return None if record is None else dict(record)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
+        sql, values = self._along(sql, args)
         await self._begin(sql)
-        return await self.conn.fetchval(sql, *args)
+        return await self.conn.fetchval(sql, *values)
 
     async def lock(self, name: str) -> None:
         if self.grouped:
             # A group may already hold row locks that the lock's holder waits for.
             raise RuntimeError(f"a unit that takes the lock {name!r} must be written with "
                                "store.write(unit, alone=True)")
+        await self.flush()
         await self._begin("SELECT")
         await self.conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(name))
 
@@ -152,6 +179,37 @@ class Tally:
 
     def __init__(self) -> None:
         self.statements = 0
+
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+@functools.lru_cache(maxsize=512)
+def _shifted(sql: str, by: int) -> str:
+    """`sql` with its parameters renumbered from $1 + `by`."""
+    return _PLACEHOLDER.sub(lambda found: f"${int(found[1]) + by}", sql) if by else sql
+
+
+def together(writes: Sequence[tuple[str, Sequence[Any]]], sql: str,
+             args: Sequence[Any]) -> tuple[str, list[Any]]:
+    """One statement that runs `writes` (as data-modifying WITH clauses) and `sql`."""
+    clauses: list[str] = []
+    values: list[Any] = []
+    for n, (write, write_args) in enumerate(writes):
+        clauses.append(f"w{n} AS ({_shifted(write, len(values))})")
+        values.extend(write_args)
+    main = _shifted(sql, len(values))
+    if main[:5].upper() == "WITH ":  # its own WITH clauses follow ours
+        return f"WITH {', '.join(clauses)}, {main[5:]}", [*values, *args]
+    return f"WITH {', '.join(clauses)} {main}", [*values, *args]
+
+
+_VALUES = re.compile(r"(INSERT INTO \w+ \([\w, ]+\)) VALUES \([$\d, ]+\)")
+
+
+def _columns(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Rows as one list per column: the arrays an INSERT from unnest() takes."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def lock_key(name: str) -> int:
@@ -184,8 +242,14 @@ class PostgresStore(WakeUps):
         super().__init__()
         self._queued: list[Job] = []
         self._committers: set[asyncio.Task[None]] = set()
+        self._committing: set[str | None] = set()
+        """The keys of the units in the groups being committed (see write)."""
         self._listening: asyncio.Task[None] | None = None
         self.tally = Tally()
+        self._inserts: dict[str, str] = {}
+        """Appended INSERTs and their form that takes arrays (see _from_arrays)."""
+        self._name = secrets.token_hex(8)
+        """What this store's NOTIFYs carry, so that it can tell its own from others'."""
 
     @property
     def statements(self) -> int:
@@ -208,7 +272,7 @@ class PostgresStore(WakeUps):
                 finally:
                     await conn.close()
             pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size,
-                                             server_settings=settings)
+                                             server_settings=settings, reset=_kept_as_is)
         except _DRIVER_ERRORS as exc:
             raise errors.StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
         store = cls(pool, dsn, settings)
@@ -245,15 +309,16 @@ class PostgresStore(WakeUps):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
-    def _notified(self, *_: object) -> None:
-        self.wake_local()
+    def _notified(self, _conn: object, _pid: int, _channel: str, sender: str) -> None:
+        if sender != self._name:  # this process woke itself already
+            self.wake_local()
 
-    async def write(self, unit: Unit[T], *, alone: bool = False) -> T:
+    async def write(self, unit: Unit[T], *, alone: bool = False, key: str | None = None) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         if alone:
             await self._commit_alone(Job(unit, future))
             return await future
-        self._queued.append(Job(unit, future))
+        self._queued.append(Job(unit, future, key))
         if len(self._committers) < self.COMMITTERS:
             committer = asyncio.create_task(self._commit_queued())
             self._committers.add(committer)
@@ -261,14 +326,16 @@ class PostgresStore(WakeUps):
         return await future
 
     async def _commit_queued(self) -> None:
-        while self._queued:
-            group = self._queued[: self.GROUP_LIMIT]
-            del self._queued[: self.GROUP_LIMIT]
+        while group := self._next_group():
+            keys = {job.key for job in group if job.key is not None}
+            self._committing |= keys
             try:
                 retry_alone, busy = await self._commit_group(group)
             except Exception as exc:  # noqa: BLE001 - no writer is left waiting, even on a bug
                 resolve([(job, None, exc) for job in group])
                 continue
+            finally:
+                self._committing -= keys
             for job in busy:
                 job.busy += 1
                 if job.busy >= _BUSY_TRIES:
@@ -278,6 +345,20 @@ class PostgresStore(WakeUps):
                     self._queued.append(job)
             for job in retry_alone:
                 await self._commit_alone(job)
+
+    def _next_group(self) -> list[Job]:
+        """Up to GROUP_LIMIT queued units, leaving those whose key another group that is
+        committing holds (they would wait for its row locks) to the committer of that group,
+        which looks at the queue again when it is done."""
+        group: list[Job] = []
+        left: list[Job] = []
+        for n, job in enumerate(self._queued):
+            if len(group) == self.GROUP_LIMIT:
+                left += self._queued[n:]
+                break
+            (left if job.key in self._committing else group).append(job)
+        self._queued = left
+        return group
 
     async def _commit_group(self, group: list[Job]) -> tuple[list[Job], list[Job]]:
         """Commit a group; returned: the units that hit a deadlock or a serialization
@@ -311,6 +392,7 @@ class PostgresStore(WakeUps):
                         tx = PostgresTx(conn, self.tally, grouped=True, savepoint=False)
                         try:
                             result = await job.unit(tx)
+                            await tx.flush()
                         except asyncpg.PostgresError as exc:
                             raise _Redo from exc
                         except _DRIVER_ERRORS:
@@ -361,6 +443,7 @@ class PostgresStore(WakeUps):
                         tx = PostgresTx(conn, self.tally, grouped=True)
                         try:
                             result = await job.unit(tx)
+                            await tx.flush()
                         except _RETRYABLE:
                             await self._execute(conn, "ROLLBACK TO SAVEPOINT unit")
                             retry_alone.append(job)
@@ -409,6 +492,7 @@ class PostgresStore(WakeUps):
                         self.tally.statements += 2  # BEGIN, COMMIT
                         tx = PostgresTx(conn, self.tally)
                         result = await job.unit(tx)
+                        await tx.flush()
                         await self._flush(conn, tx.appended, tx.woken)
                         progress.committing = True
                     progress.committed = True
@@ -438,12 +522,32 @@ class PostgresStore(WakeUps):
         await conn.execute(sql)
 
     async def _flush(self, conn: asyncpg.Connection, appended: Appended, woken: bool) -> None:
-        """What a transaction does last: the rows its units appended, and the wake-up."""
-        for sql, rows in appended.items():
-            self.tally.statements += len(rows)
-            await conn.executemany(sql, rows)
-        if woken:
-            await self._execute(conn, f"NOTIFY {CHANNEL}")
+        """What a transaction does last: the rows its units appended, all in one statement
+        (an INSERT from arrays per table), and the wake-up."""
+        inserts = [(await self._from_arrays(conn, sql), _columns(rows))
+                   for sql, rows in appended.items()]
+        if inserts:
+            *writes, (sql, args) = inserts
+            statement, values = together(writes, sql, args) if writes else (sql, args)
+            self.tally.statements += 1
+            await conn.execute(statement, *values)
+        if woken and self.others_needed():
+            await self._execute(conn, f"NOTIFY {CHANNEL}, '{self._name}'")
+
+    async def _from_arrays(self, conn: asyncpg.Connection, sql: str) -> str:
+        """`INSERT INTO t (a, b) VALUES ($1, $2)` as `INSERT INTO t (a, b) SELECT * FROM
+        unnest($1::text[], $2::int4[])`: any number of rows in one statement. The types are
+        the ones PostgreSQL infers for the single-row statement (asked once)."""
+        found = self._inserts.get(sql)
+        if found is None:
+            head = _VALUES.fullmatch(sql)
+            numbers = [int(n) for n in _PLACEHOLDER.findall(sql)]
+            if head is None or numbers != list(range(1, len(numbers) + 1)):
+                raise ValueError(f"not an INSERT ... VALUES ($1, ...) statement: {sql}")
+            types = [t.name for t in (await conn.prepare(sql)).get_parameters()]
+            arrays = ", ".join(f"${n}::{name}[]" for n, name in enumerate(types, 1))
+            found = self._inserts[sql] = f"{head[1]} SELECT * FROM unnest({arrays})"
+        return found
 
     async def read(self, unit: Unit[T]) -> T:
         fresh = False
@@ -473,6 +577,13 @@ class PostgresStore(WakeUps):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listening
         await self.pool.close()
+
+
+async def _kept_as_is(_conn: asyncpg.Connection) -> None:
+    """A connection given back to the pool needs no reset query (asyncpg's default costs a
+    round trip per transaction): relay sets no session state, takes only transaction-level
+    advisory locks, and LISTENs on a connection of its own. asyncpg still rolls back an
+    open transaction first."""
 
 
 def _setter(event: asyncio.Event) -> Callable[[object], None]:

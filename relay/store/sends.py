@@ -48,21 +48,60 @@ def worker_of(lease: str) -> str:
     return lease.rsplit("#", 1)[0]
 
 
-async def claim(tx: Tx, lease: str, lease_until: float, now: float, limit: int,
-                of_notices: bool = False) -> list[Claimed]:
-    """Take up to `limit` due chain steps (or notices) under `lease` until `lease_until`."""
-    kind = "kind <> 'step'" if of_notices else "kind = 'step'"
+async def claim(tx: Tx, lease: str, lease_until: float, now: float, steps: int,
+                notices: int = 0, any_paused: bool = True) -> list[Claimed]:
+    """Take up to `steps` due chain steps and `notices` due notices under `lease` until
+    `lease_until` (`any_paused`: whether a target may be paused, see `take`)."""
+    if steps <= 0 and notices <= 0:
+        return []
     due = await tx.fetch(
-        f"SELECT id, delivery_id, name, kind, state, lease, attempts FROM sends"
-        f" WHERE due_at <= $1 AND {kind} ORDER BY due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
-        now, limit)
-    return await take(tx, lease, lease_until, now, due)
+        f"WITH steps AS ({_DUE} AND kind = 'step' {_DUE_ORDER} LIMIT $2 FOR UPDATE SKIP LOCKED),"
+        f" notices AS ({_DUE} AND kind <> 'step' {_DUE_ORDER} LIMIT $3"
+        " FOR UPDATE SKIP LOCKED) SELECT * FROM steps UNION ALL SELECT * FROM notices",
+        now, max(steps, 0), max(notices, 0))
+    return await take(tx, lease, lease_until, now, due, any_paused=any_paused)
+
+
+_DUE = ("SELECT id, delivery_id, name, kind, state, lease, attempts FROM sends"
+        " WHERE due_at <= $1")
+_DUE_ORDER = "ORDER BY due_at, id"
+
+_CLAIMED = ("id, delivery_id, kind, idx, name, url, state, message_id, token, body, insecure,"
+            " attempts")
+_CLAIMED_WITH_DELIVERY = (
+    f"{_CLAIMED}, (SELECT chain FROM deliveries WHERE id = sends.delivery_id) AS chain,"
+    " (SELECT config FROM deliveries WHERE id = sends.delivery_id) AS config,"
+    " CASE WHEN kind = 'step' THEN (SELECT payload FROM deliveries"
+    " WHERE id = sends.delivery_id) END AS payload")
+"""What a claim returns of a send, with its delivery's chain, config and (for a step)
+payload: on PostgreSQL in the same statement. SQLite's planner scans the whole table for a
+subquery in RETURNING, so there they are read after (see _with_delivery)."""
+
+
+def _returning(tx: Tx) -> str:
+    return _CLAIMED_WITH_DELIVERY if tx.dialect == "postgres" else _CLAIMED
+
+
+async def _with_delivery(tx: Tx, rows: list[Row]) -> list[Row]:
+    """`rows` (returned with `_returning(tx)`) with their delivery's chain, config and
+    payload."""
+    if tx.dialect == "postgres" or not rows:
+        return rows
+    delivery_ids = sorted({row["delivery_id"] for row in rows})
+    found = {d["id"]: d for d in await tx.fetch(
+        f"SELECT id, chain, config, payload FROM deliveries"
+        f" WHERE id IN ({placeholders(1, len(delivery_ids))})", *delivery_ids)}
+    return [{**row, "chain": found[row["delivery_id"]]["chain"],
+             "config": found[row["delivery_id"]]["config"],
+             "payload": found[row["delivery_id"]]["payload"]
+             if row["kind"] == SendKind.STEP else None} for row in rows]
 
 
 async def take(tx: Tx, lease: str, lease_until: float, now: float,
-               due: list[Row]) -> list[Claimed]:
+               due: list[Row], *, any_paused: bool = True) -> list[Claimed]:
     """Lease the sends of `due` (rows with id, delivery_id, name, kind, state, lease,
-    attempts), but for steps of a paused target, which wait instead.
+    attempts), but for steps of a paused target, which wait instead. With `any_paused`
+    False the caller knows that no target is paused (it counted them in this transaction).
 
     Each send to be POSTed gets its attempt recorded now, before it goes out, so that the
     history shows every send, even one whose process dies before the answer comes.
@@ -76,66 +115,61 @@ async def take(tx: Tx, lease: str, lease_until: float, now: float,
                 tx, row["id"], row["attempts"],
                 f"no answer recorded: {worker_of(row['lease'])} stopped during this attempt"
                 " (its lease ran out)")
-    delivery_ids = sorted({row["delivery_id"] for row in due})
-    deliveries = {
-        d["id"]: d for d in await tx.fetch(
-            f"SELECT id, chain, payload, config FROM deliveries"
-            f" WHERE id IN ({placeholders(1, len(delivery_ids))})", *delivery_ids)}
-    due = await _not_paused(tx, due, deliveries)
-    if not due:
-        return []
+    if any_paused:
+        due = await _not_paused(tx, due)
+        if not due:
+            return []
     for row in due:
         if row["state"] != StepState.SENDING:
             continue
-        tx.append("INSERT INTO attempts (send_id, n, at, worker) VALUES ($1, $2, $3, $4)",
-                  (row["id"], row["attempts"] + 1, now, worker))
+        tx.append(_INSERT_ATTEMPT, (row["id"], row["attempts"] + 1, now, worker))
     ids = [row["id"] for row in due]
     rows = await tx.fetch(
         f"UPDATE sends SET lease = $1, due_at = $2, attempts = CASE WHEN state = 'sending'"
         f" THEN attempts + 1 ELSE attempts END WHERE id IN ({placeholders(3, len(ids))})"
-        " RETURNING id, delivery_id, kind, idx, name, url, state, message_id, token, body,"
-        " insecure, attempts",
-        lease, lease_until, *ids)
-    return [
-        Claimed(id=row["id"], delivery_id=row["delivery_id"],
-                chain=deliveries[row["delivery_id"]]["chain"], kind=SendKind(row["kind"]),
-                idx=row["idx"], name=row["name"], url=row["url"],
-                state=StepState(row["state"]), message_id=row["message_id"],
-                token=row["token"], body=row["body"],
-                payload=deliveries[row["delivery_id"]]["payload"]
-                if row["kind"] == SendKind.STEP else None,
-                insecure=bool(row["insecure"]), attempt=row["attempts"], lease=lease,
-                config=deliveries[row["delivery_id"]]["config"])
-        for row in sorted(rows, key=lambda r: r["id"])]
+        f" RETURNING {_returning(tx)}", lease, lease_until, *ids)
+    return [_claimed(row, lease) for row in sorted(await _with_delivery(tx, rows),
+                                                    key=lambda r: r["id"])]
 
 
-async def _not_paused(tx: Tx, due: list[Row], deliveries: dict[str, Row]) -> list[Row]:
+_INSERT_ATTEMPT = "INSERT INTO attempts (send_id, n, at, worker) VALUES ($1, $2, $3, $4)"
+
+
+def _claimed(row: Row, lease: str) -> Claimed:
+    return Claimed(id=row["id"], delivery_id=row["delivery_id"], chain=row["chain"],
+                   kind=SendKind(row["kind"]), idx=row["idx"], name=row["name"],
+                   url=row["url"], state=StepState(row["state"]),
+                   message_id=row["message_id"], token=row["token"], body=row["body"],
+                   payload=row["payload"], insecure=bool(row["insecure"]),
+                   attempt=row["attempts"], lease=lease, config=row["config"])
+
+
+async def _not_paused(tx: Tx, due: list[Row]) -> list[Row]:
     """`due` without the steps to be POSTed to a paused target (but its probe), which are
-    held instead. `deliveries`: the rows of their deliveries, by id."""
+    held instead."""
     paused = await targets.paused(tx)
     if not paused:
         return due
+    delivery_ids = sorted({row["delivery_id"] for row in due})
+    chains = {
+        d["id"]: d["chain"] for d in await tx.fetch(
+            f"SELECT id, chain FROM deliveries"
+            f" WHERE id IN ({placeholders(1, len(delivery_ids))})", *delivery_ids)}
     held = {row["id"] for row in due
             if row["kind"] == SendKind.STEP and row["state"] == StepState.SENDING
-            and (key := (deliveries[row["delivery_id"]]["chain"], row["name"])) in paused
+            and (key := (chains[row["delivery_id"]], row["name"])) in paused
             and paused[key] != row["id"]}
     await targets.hold(tx, sorted(held), "its target is paused")
     return [row for row in due if row["id"] not in held]
 
 
-async def next_due(tx: Tx, steps_only: bool) -> float | None:
-    """The earliest time a send (or only a chain step) is due."""
-    only_steps = " AND kind = 'step'" if steps_only else ""
-    due = await tx.fetchval(
-        f"SELECT min(due_at) FROM sends WHERE due_at IS NOT NULL{only_steps}")
-    return None if due is None else float(due)
 
 
-async def record_answer(tx: Tx, send_id: int, attempt: int, status: int | None,
-                        duration_ms: float, error: str | None,
-                        response: str | None = None) -> None:
-    """`response`: what the target answered, as JSON text (None: no answer)."""
-    await tx.execute(
+def record_answer(tx: Tx, send_id: int, attempt: int, status: int | None,
+                  duration_ms: float, error: str | None, response: str | None = None) -> None:
+    """`response`: what the target answered, as JSON text (None: no answer). Deferred (see
+    Tx.defer): nothing in a unit reads an attempt back."""
+    tx.defer(
         "UPDATE attempts SET status = $3, duration_ms = $4, error = $5, response = $6"
         " WHERE send_id = $1 AND n = $2",
         send_id, attempt, status, round(duration_ms, 3), error, response)
@@ -163,20 +197,20 @@ async def await_callback(tx: Tx, send_id: int, deadline: float) -> None:
                      " lease = NULL, reason = NULL WHERE id = $1", send_id, deadline)
 
 
-async def settle(tx: Tx, send_id: int, state: StepState, now: float,
-                 reason: str | None) -> None:
-    await tx.execute("UPDATE sends SET state = $2, due_at = NULL, lease = NULL,"
-                     " finished_at = $3, reason = $4 WHERE id = $1",
-                     send_id, state, now, reason)
-
-
-async def record_callback(tx: Tx, send_id: int, verdict: models.Callback,
-                          now: float) -> None:
-    await tx.execute(
-        "UPDATE sends SET cb_state = $2, cb_description = $3, cb_context = $4,"
-        " cb_target_url = $5, cb_received_at = $6 WHERE id = $1",
-        send_id, verdict.state, verdict.description, verdict.context, verdict.target_url,
-        now)
+def settle(tx: Tx, send_id: int, state: StepState, now: float, reason: str | None,
+           verdict: models.Callback | None = None) -> None:
+    """End a send, with the callback that ended it (`verdict`), if one did. Deferred (see
+    Tx.defer): what follows in the unit reads other sends, or only counts that do not change
+    with this one's state (step_counts)."""
+    if verdict is None:
+        tx.defer("UPDATE sends SET state = $2, due_at = NULL, lease = NULL,"
+                 " finished_at = $3, reason = $4 WHERE id = $1", send_id, state, now, reason)
+        return
+    tx.defer("UPDATE sends SET state = $2, due_at = NULL, lease = NULL, finished_at = $3,"
+             " reason = $4, cb_state = $5, cb_description = $6, cb_context = $7,"
+             " cb_target_url = $8, cb_received_at = $3 WHERE id = $1",
+             send_id, state, now, reason, verdict.state, verdict.description,
+             verdict.context, verdict.target_url)
 
 
 async def step_states(tx: Tx, delivery_id: str) -> list[StepState]:
@@ -198,9 +232,25 @@ async def start_next(tx: Tx, delivery_id: str, after: int, now: float) -> Row | 
         delivery_id, after, now)
 
 
-async def skip_pending_steps(tx: Tx, delivery_id: str, reason: str) -> None:
-    await tx.execute("UPDATE sends SET state = 'skipped', reason = $2 WHERE delivery_id = $1"
-                     " AND kind = 'step' AND state = 'pending'", delivery_id, reason)
+async def start_next_leased(tx: Tx, delivery_id: str, after: int, now: float, lease: str,
+                            lease_until: float) -> Claimed | None:
+    """`start_next` and `take` in one statement, for a caller that knows no target is
+    paused: the step is leased to `lease` at once, its attempt begun."""
+    row = await tx.fetchrow(
+        "UPDATE sends SET state = 'sending', started_at = $3, lease = $4, due_at = $5,"
+        " attempts = attempts + 1 WHERE id = (SELECT id FROM sends WHERE delivery_id = $1"
+        " AND kind = 'step' AND state = 'pending' AND idx > $2 ORDER BY idx LIMIT 1)"
+        f" RETURNING {_returning(tx)}", delivery_id, after, now, lease, lease_until)
+    if row is None:
+        return None
+    tx.append(_INSERT_ATTEMPT, (row["id"], row["attempts"], now, worker_of(lease)))
+    return _claimed((await _with_delivery(tx, [row]))[0], lease)
+
+
+def skip_pending_steps(tx: Tx, delivery_id: str, reason: str) -> None:
+    """Deferred (see Tx.defer): it changes only steps that were never sent."""
+    tx.defer("UPDATE sends SET state = 'skipped', reason = $2 WHERE delivery_id = $1"
+             " AND kind = 'step' AND state = 'pending'", delivery_id, reason)
 
 
 async def add_notice(tx: Tx, delivery_id: str, index: int, *, kind: SendKind, name: str,

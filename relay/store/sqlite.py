@@ -97,6 +97,9 @@ class SqliteTx:
     def append(self, sql: str, row: Sequence[Any]) -> None:
         self.appended.setdefault(translate(sql), []).append(row)
 
+    def defer(self, sql: str, *args: Any) -> None:
+        self._run(sql, args)  # in-process: a round trip saved is worth nothing here
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         cursor = self._run(sql, args)
         names = [column[0] for column in cursor.description]
@@ -170,8 +173,9 @@ class SqliteStore(WakeUps):
                 "process (use PostgreSQL to run several)") from None
         return lock_file
 
-    async def write(self, unit: Unit[T], *, alone: bool = False) -> T:
-        # One writer at a time: no lock is ever waited for, so `alone` changes nothing.
+    async def write(self, unit: Unit[T], *, alone: bool = False, key: str | None = None) -> T:
+        # One writer at a time: no lock is ever waited for, so `alone` and `key` change
+        # nothing.
         if self._conn is None:
             raise errors.StoreError("the store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
