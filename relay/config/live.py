@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from relay.config.loading import load
-from relay.config.settings import Settings
+from relay.config.settings import ServerSettings, Settings, StoreSettings
 
 KEPT_VERSIONS = 32
 """Earlier configurations kept for the deliveries that started with them."""
@@ -32,8 +32,12 @@ connection pools were made from): a change there is reported and waits for a res
 
 
 def version_of(settings: Settings) -> str:
-    """A short, stable digest of everything `settings` says."""
-    return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
+    """A short, stable digest of what `settings` says about delivering: all but [server] and
+    [store], which differ between processes sharing a store (each has its own port), so
+    that those agree on versions and a delivery accepted by one is not planned again when
+    another starts it."""
+    shared = replace(settings, server=ServerSettings(), store=StoreSettings())
+    return hashlib.sha256(repr(shared).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,10 @@ class Live:
             sections[name] = replace(new, **{key: getattr(old, key) for key in keys})
         # Secrets of the old file stay redacted: a rotated token is still a secret.
         settings = replace(fresh, **sections, secrets=fresh.secrets | self.current.secrets)
-        version = version_of(settings)
-        if version == self.version:
-            return Reloaded(settings, version, changed=False,
+        if repr(settings) == repr(self.current):
+            return Reloaded(settings, self.version, changed=False,
                             restart_needed=tuple(restart_needed))
+        version = version_of(settings)
         self.current, self.version = settings, version
         self._versions[version] = settings
         self._versions.move_to_end(version)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -165,3 +166,25 @@ async def test_two_processes_never_start_two_deliveries_of_one_tag(store_url: st
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_process_on_another_port_starts_a_delivery_as_it_was_planned(
+        store: Store) -> None:
+    # Two processes on one store each listen on their own port; their chains are the same,
+    # so a delivery one accepted keeps its steps (and their callback tokens) when the other
+    # starts it. A change to the chains is a new version, and the steps are planned again.
+    here = _settings(config.Order.TAG)
+    there = replace(here, server=replace(here.server, port=8081,
+                                         public_url="http://127.0.0.1:8081"))
+    assert config.version_of(here) == config.version_of(there)
+    changed = replace(here, chains=(replace(here.chains[0], concurrency=3),))
+    assert config.version_of(changed) != config.version_of(here)
+
+    pushed = await _push(store, here, "latest")
+    (claimed,) = await _dispatch(store, there)
+
+    assert claimed.delivery_id == pushed
+    assert claimed.token == await store.read(lambda tx: tx.fetchval(
+        "SELECT token FROM sends WHERE delivery_id = $1 AND idx = 0", pushed))
+    assert claimed.id == await store.read(lambda tx: tx.fetchval(
+        "SELECT min(id) FROM sends WHERE delivery_id = $1", pushed))
