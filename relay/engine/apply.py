@@ -163,7 +163,7 @@ async def _settle(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
         return None, []
     next_index: int | None = None
     handed: list[Claimed] = []
-    if state is StepState.SUCCESS:
+    if state is StepState.SUCCESS and send["next_step"] is not None:
         next_index, handed = await _start_next(tx, settings, send, now, handoff)
     move = chain.follow(state, next_index)
     match move:

@@ -314,7 +314,8 @@ async def dispatch(tx: Tx, live: config.Live, lease: str, now: float,
     rules = {chain.name: deliveries.Admission(chain.concurrency, chain.order.value,
                                               live.version, chain.steps_for)
              for chain in settings.chains}
-    await apply.finish_unstarted(tx, live, await deliveries.admit(tx, rules, now), now)
+    await apply.finish_unstarted(
+        tx, live, await deliveries.admit(tx, rules, now, limit=max(steps, 0)), now)
     next_probe = ahead.next_probe
     if next_probe is not None and next_probe <= now:
         next_probe = await pausing.probe(tx, settings, now)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from relay import errors, models
 from relay.models import DeliveryState, Push, SendKind, StepState
 from relay.store import idempotency, sends
-from relay.store.base import Row, Tx
+from relay.store.base import Row, Tx, placeholders
 
 StepPlan = tuple[str, str, str | None]
 """A step to store with a delivery: the target's name and URL, and why it is skipped (its
@@ -192,14 +192,17 @@ async def lock(tx: Tx, delivery_id: str) -> Row:
 # as it is once locked (a send moves only under its delivery's lock, or in a claim, which
 # locks the send: locking it here too means reading its latest version). Read along, for
 # the unit's decision: what relay knows of the send's target, how many targets are paused
-# at all (none: no step needs checking before it is handed on), and the delivery's steps.
+# at all (none: no step needs checking before it is handed on), and the delivery's steps:
+# how many, how many skipped, and the next one waiting to be sent (None: this is the last).
 _SEND_AND_DELIVERY = (
     "SELECT s.*, d.chain AS delivery_chain, d.config AS delivery_config,"
     " t.failures AS target_failures, t.paused_by AS target_paused_by,"
     " (SELECT count(*) FROM targets WHERE paused_by IS NOT NULL) AS paused_targets,"
     " (SELECT count(*) FROM sends WHERE delivery_id = d.id AND kind = 'step') AS step_count,"
     " (SELECT count(*) FROM sends WHERE delivery_id = d.id AND kind = 'step'"
-    " AND state = 'skipped') AS skipped_steps"
+    " AND state = 'skipped') AS skipped_steps,"
+    " (SELECT min(idx) FROM sends WHERE delivery_id = d.id AND kind = 'step'"
+    " AND state = 'pending' AND idx > s.idx) AS next_step"
     " FROM deliveries d JOIN sends s ON s.delivery_id = d.id"
     " LEFT JOIN targets t ON t.chain = d.chain AND t.target = s.name")
 
@@ -252,18 +255,24 @@ PLACE = 1000
 """Pending deliveries one admission places in their lanes, per chain ordered by tag."""
 
 
-async def admit(tx: Tx, chains: Mapping[str, Admission], now: float) -> list[str]:
+async def admit(tx: Tx, chains: Mapping[str, Admission], now: float,
+                limit: int | None = None) -> list[str]:
     """Start pending deliveries, oldest first, while their chain runs fewer than its limit,
-    in the chain's order. A delivery held for coalescing waits until its `hold_until` (and,
-    but for order "none", holds up the later ones it must precede).
+    in the chain's order, and at most `limit` in all (the caller's room to send their
+    first steps: what it cannot send, another process may start). A delivery held for
+    coalescing waits until its `hold_until` (and, but for order "none", holds up the later
+    ones it must precede).
 
     Returns the deliveries started with no step to run (every one skipped): the caller ends
-    them. Costs a few index look-ups per chain, however long the backlog is: a delivery of a
-    chain ordered by tag is placed in its lane once, and made ready when the one before it
-    ends.
+    them. Costs a few statements per chain, however long the backlog is and however many
+    start: a delivery of a chain ordered by tag is placed in its lane once, and made ready
+    when the one before it ends.
     """
     unstarted: list[str] = []
+    room = limit
     for name, rule in chains.items():
+        if room is not None and room <= 0:
+            break
         if not await _startable(tx, name, rule, now):
             continue
         await tx.lock(f"chain:{name}")
@@ -271,13 +280,18 @@ async def admit(tx: Tx, chains: Mapping[str, Admission], now: float) -> list[str
             _place(tx, name)
         # Counted again under the lock: another process may have admitted meanwhile.
         free = rule.limit - await _running(tx, name)
+        if room is not None:
+            free = min(free, room)
         if free <= 0:
             continue
+        rows = []
         for row in await _candidates(tx, name, rule, free, now):
             if not _may_start(row, now):
                 break  # order "chain": the oldest holds up the rest
-            if not await _start(tx, row, rule, now):
-                unstarted.append(row["id"])
+            rows.append(row)
+        unstarted += await _start(tx, rows, rule, now)
+        if room is not None:
+            room -= len(rows)
     return unstarted
 
 
@@ -338,24 +352,33 @@ def _next_in_lane(tx: Tx, ended_id: str) -> None:
         " AND q.lane = 'queued')", ended_id)
 
 
-async def _start(tx: Tx, row: Row, rule: Admission, now: float) -> bool:
-    """Run a pending delivery: its first step that is not skipped becomes due. False when
-    every step is skipped."""
-    replan = rule.plan is not None and rule.config is not None and row["config"] != rule.config
-    # Deferred: start_next, which takes it along, reads only the delivery's sends.
-    tx.defer("UPDATE deliveries SET state = 'running', started_at = $2,"
-             " hold_until = NULL, config = $3 WHERE id = $1",
-             row["id"], now, rule.config if replan else row["config"])
-    if replan:
-        assert rule.plan is not None
-        # Accepted under an earlier configuration: it runs with the one it starts under.
-        await tx.execute("DELETE FROM sends WHERE delivery_id = $1 AND kind = 'step'",
-                         row["id"])
-        await tx.executemany(_INSERT_STEP, _step_rows(row["id"], rule.plan(row["tag"])))
-    if await sends.start_next(tx, row["id"], -1, now) is None:
-        return False
-    tx.wake()
-    return True
+async def _start(tx: Tx, rows: Sequence[Row], rule: Admission, now: float) -> list[str]:
+    """Run pending deliveries: each one's first step that is not skipped becomes due. The
+    ones whose every step is skipped are returned."""
+    if not rows:
+        return []
+    for row in rows:
+        if rule.plan is not None and rule.config is not None and row["config"] != rule.config:
+            # Accepted under an earlier configuration: it runs with the one it starts under.
+            await tx.execute("UPDATE deliveries SET config = $2 WHERE id = $1",
+                             row["id"], rule.config)
+            await tx.execute("DELETE FROM sends WHERE delivery_id = $1 AND kind = 'step'",
+                             row["id"])
+            await tx.executemany(_INSERT_STEP, _step_rows(row["id"], rule.plan(row["tag"])))
+    ids = [row["id"] for row in rows]
+    among = placeholders(2, len(ids))
+    # Deferred: the UPDATE of their first steps, which takes it along, reads only sends.
+    tx.defer("UPDATE deliveries SET state = 'running', started_at = $1, hold_until = NULL"
+             f" WHERE id IN ({among})", now, *ids)
+    started = await tx.fetch(
+        "UPDATE sends SET state = 'sending', due_at = $1, started_at = $1"
+        " WHERE (delivery_id, idx) IN (SELECT delivery_id, min(idx) FROM sends"
+        f" WHERE delivery_id IN ({among}) AND kind = 'step' AND state = 'pending'"
+        " GROUP BY delivery_id) RETURNING delivery_id", now, *ids)
+    if started:
+        tx.wake()
+    begun = {row["delivery_id"] for row in started}
+    return [delivery_id for delivery_id in ids if delivery_id not in begun]
 
 
 _RUNNING = "SELECT count(*) FROM deliveries WHERE state = 'running' AND chain = $1"

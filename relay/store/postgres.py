@@ -86,9 +86,12 @@ class PostgresTx:
         """Whether the unit ran a statement that may have changed a row."""
         self.appended: Appended = {}
         self.deferred: list[tuple[str, Sequence[Any]]] = []
+        self.sent = 0
+        """Statements the unit sent (a group stops taking units after GROUP_STATEMENTS)."""
 
     async def _begin(self, sql: str = "") -> None:
         self.tally.statements += 1
+        self.sent += 1
         if not self.wrote and sql.lstrip()[:6].upper() != "SELECT":
             self.wrote = True
         if not self.savepoint:
@@ -234,6 +237,9 @@ class PostgresStore(WakeUps):
     dialect = "postgres"
     COMMITTERS = 4
     GROUP_LIMIT = 256
+    GROUP_STATEMENTS = 32
+    """A group takes no more units once its units sent this many statements (see
+    _commit_group); units that only append rows (intake's) send none."""
 
     def __init__(self, pool: asyncpg.Pool, dsn: str, settings: dict[str, str]) -> None:
         self.pool = pool
@@ -330,12 +336,13 @@ class PostgresStore(WakeUps):
             keys = {job.key for job in group if job.key is not None}
             self._committing |= keys
             try:
-                retry_alone, busy = await self._commit_group(group)
+                retry_alone, busy, left = await self._commit_group(group)
             except Exception as exc:  # noqa: BLE001 - no writer is left waiting, even on a bug
                 resolve([(job, None, exc) for job in group])
                 continue
             finally:
                 self._committing -= keys
+            self._queued[:0] = left  # first in the next group, as they came
             for job in busy:
                 job.busy += 1
                 if job.busy >= _BUSY_TRIES:
@@ -360,10 +367,16 @@ class PostgresStore(WakeUps):
         self._queued = left
         return group
 
-    async def _commit_group(self, group: list[Job]) -> tuple[list[Job], list[Job]]:
+    async def _commit_group(self, group: list[Job]) -> tuple[list[Job], list[Job], list[Job]]:
         """Commit a group; returned: the units that hit a deadlock or a serialization
-        failure, to run again each in a transaction of its own, and those that found their
-        delivery locked by another transaction (errors.RowBusy), to run again later.
+        failure, to run again each in a transaction of its own, those that found their
+        delivery locked by another transaction (errors.RowBusy), to run again later, and
+        those left out once the group had sent GROUP_STATEMENTS statements.
+
+        Units run one after another, and each statement waits a turn of the event loop,
+        which is long while intake is busy: a group of many units that send statements
+        would hold their writers (a worker's answers, callbacks) for seconds. Cut short, the
+        rest go to the next groups, which the other committers run beside this one.
 
         A group runs first without savepoints (two round trips a unit fewer): units rarely
         fail, and those that do mostly fail before they write (an unknown callback token, a
@@ -378,9 +391,10 @@ class PostgresStore(WakeUps):
             return await self._commit_savepoints(group)
 
     async def _commit_optimistic(self, group: list[Job], *, fresh: bool = False
-                                 ) -> tuple[list[Job], list[Job]]:
+                                 ) -> tuple[list[Job], list[Job], list[Job]]:
         outcomes: list[Outcome] = []
         busy: list[Job] = []
+        left: list[Job] = []
         woken = False
         progress = _Progress()
         try:
@@ -388,7 +402,11 @@ class PostgresStore(WakeUps):
                 async with conn.transaction():
                     self.tally.statements += 2  # BEGIN, COMMIT (or ROLLBACK)
                     appended: Appended = {}
-                    for job in group:
+                    sent = 0
+                    for n, job in enumerate(group):
+                        if sent >= self.GROUP_STATEMENTS:
+                            left = group[n:]
+                            break
                         tx = PostgresTx(conn, self.tally, grouped=True, savepoint=False)
                         try:
                             result = await job.unit(tx)
@@ -409,6 +427,7 @@ class PostgresStore(WakeUps):
                             outcomes.append((job, result, None))
                             woken = woken or tx.woken
                             gather(appended, tx.appended)
+                        sent += tx.sent
                     await self._flush(conn, appended, woken)
                     progress.committing = True
                 progress.committed = True
@@ -417,21 +436,22 @@ class PostgresStore(WakeUps):
                 return await self._commit_optimistic(group, fresh=True)
             if not progress.committed:
                 failure = _write_failed(exc)
-                outcomes = [(job, None, failure) for job in group]
+                outcomes = [(job, None, failure) for job in group if job not in left]
                 busy = []
                 woken = False
         if woken:
             self.wake_local()
         resolve(outcomes)
-        return [], busy
+        return [], busy, left
 
     async def _commit_savepoints(self, group: list[Job], *, fresh: bool = False
-                                 ) -> tuple[list[Job], list[Job]]:
+                                 ) -> tuple[list[Job], list[Job], list[Job]]:
         """A group with a SAVEPOINT around each unit. A group whose connection was dead
         runs again, once, on a new one (see _LOST)."""
         outcomes: list[Outcome] = []
         retry_alone: list[Job] = []
         busy: list[Job] = []
+        left: list[Job] = []
         woken = False
         progress = _Progress()
         try:
@@ -439,7 +459,11 @@ class PostgresStore(WakeUps):
                 async with conn.transaction():
                     self.tally.statements += 2  # BEGIN, COMMIT
                     appended: Appended = {}
-                    for job in group:
+                    sent = 0
+                    for n, job in enumerate(group):
+                        if sent >= self.GROUP_STATEMENTS:
+                            left = group[n:]
+                            break
                         tx = PostgresTx(conn, self.tally, grouped=True)
                         try:
                             result = await job.unit(tx)
@@ -465,6 +489,7 @@ class PostgresStore(WakeUps):
                             outcomes.append((job, result, None))
                             woken = woken or tx.woken
                             gather(appended, tx.appended)
+                        sent += tx.sent
                     await self._flush(conn, appended, woken)
                     progress.committing = True
                 progress.committed = True
@@ -474,12 +499,12 @@ class PostgresStore(WakeUps):
             if not progress.committed:
                 failure = _write_failed(exc)
                 outcomes = [(job, None, failure) for job in group
-                            if job not in retry_alone and job not in busy]
+                            if job not in retry_alone and job not in busy and job not in left]
                 woken = False
         if woken:
             self.wake_local()
         resolve(outcomes)
-        return retry_alone, busy
+        return retry_alone, busy, left
 
     async def _commit_alone(self, job: Job) -> None:
         conflicts = 0
