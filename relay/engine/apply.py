@@ -53,10 +53,14 @@ async def record_attempt(tx: Tx, live: config.Live, claimed: Claimed,
                          answer: chain.Answer, now: float, handoff: str | None = None
                          ) -> Applied:
     """Complete the attempt's record with its answer and move the send (and its chain) on."""
-    send, lost = await _held(tx, claimed)
     settings = live.of(claimed.config)
+    response = _response_text(answer, settings)
+    awaited = await _awaited(tx, settings, claimed, answer, response, now)
+    if awaited is not None:
+        return awaited
+    send, lost = await _held(tx, claimed)
     sends.record_answer(tx, claimed.id, claimed.attempt, answer.status, answer.duration_ms,
-                        answer.error, _response_text(answer, settings))
+                        answer.error, response)
     if lost is not None:
         return _applied(send, claimed.chain, chain.Ignore(lost))
     paused = False
@@ -70,6 +74,29 @@ async def record_attempt(tx: Tx, live: config.Live, claimed: Claimed,
                                        known)
     return await _apply(tx, settings, send, claimed.chain, chain.Attempted(answer), now,
                         handoff, paused)
+
+
+async def _awaited(tx: Tx, settings: config.Settings, claimed: Claimed,
+                   answer: chain.Answer, response: str | None, now: float) -> Applied | None:
+    """The most common answer in one statement: a success of a step that waits for its
+    callback, from a target with nothing to forget (sends.await_callback_if_held). None
+    when that is not the case: the unit then reads the send and decides in full (the
+    answer recorded twice is the same answer)."""
+    if claimed.kind is not SendKind.STEP or answer.permanent:
+        return None
+    policy, await_callback = _policy(settings, claimed.chain, {"kind": claimed.kind,
+                                                               "name": claimed.name})
+    decision = chain.decide(chain.StepView(StepState.SENDING, claimed.attempt, await_callback,
+                                           policy), chain.Attempted(answer), now)
+    if not isinstance(decision, chain.Await):
+        return None
+    sends.record_answer(tx, claimed.id, claimed.attempt, answer.status, answer.duration_ms,
+                        answer.error, response)
+    if not await sends.await_callback_if_held(tx, claimed, decision.deadline):
+        return None
+    _wake_for(tx, decision.deadline, now)
+    return Applied(delivery_id=claimed.delivery_id, chain=claimed.chain, idx=claimed.idx,
+                   name=claimed.name, decision=decision)
 
 
 async def expire(tx: Tx, live: config.Live, claimed: Claimed, now: float) -> Applied:

@@ -332,19 +332,29 @@ async def _startable(tx: Tx, name: str, rule: Admission, now: float) -> bool:
 def _place(tx: Tx, chain: str) -> None:
     """Put the chain's new pending deliveries in their lanes: ready when no older delivery of
     the same repository and tag is open, queued behind it otherwise. Deferred (see
-    Tx.defer): counting the running deliveries does not read lanes."""
+    Tx.defer): counting the running deliveries does not read lanes.
+
+    An older running delivery is locked FOR SHARE: one that another process is ending waits
+    until that commits, and then no longer counts (it is not open any more); one locked
+    first cannot end before this placement is committed, so that its end (_next_in_lane,
+    a statement after the one that ends it) finds the delivery queued behind it. (An older
+    pending one cannot end meanwhile: starting it takes the chain's lock, held here.)"""
+    # state IN (...) as in the index deliveries_open, which SQLite uses only when named so.
+    same_tag = ("SELECT 1 FROM deliveries o WHERE o.chain = deliveries.chain"
+                " AND o.repository = deliveries.repository AND o.tag = deliveries.tag"
+                " AND o.state IN ('pending', 'running') AND o.id < deliveries.id")
     tx.defer(
-        "UPDATE deliveries SET lane = CASE WHEN EXISTS (SELECT 1 FROM deliveries o"
-        " WHERE o.chain = deliveries.chain AND o.repository = deliveries.repository"
-        " AND o.tag = deliveries.tag AND o.state IN ('pending', 'running')"
-        " AND o.id < deliveries.id) THEN 'queued' ELSE 'ready' END"
+        f"UPDATE deliveries SET lane = CASE WHEN EXISTS ({same_tag} AND o.state <> 'running')"
+        f" OR EXISTS ({same_tag} AND o.state <> 'pending' FOR SHARE) THEN 'queued'"
+        " ELSE 'ready' END"
         " WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' AND chain = $1"
         " AND lane IS NULL ORDER BY id LIMIT $2)", chain, PLACE)
 
 
 def _next_in_lane(tx: Tx, ended_id: str) -> None:
-    """The delivery queued behind one that ended becomes ready (deferred, see Tx.defer:
-    it changes another delivery than the one ending)."""
+    """The delivery queued behind one that ended becomes ready. Deferred (see Tx.defer),
+    after the statement that ends it: it must see a placement that committed while that
+    statement waited for the ended delivery's row (see _place)."""
     tx.defer(
         "UPDATE deliveries SET lane = 'ready' WHERE id = (SELECT min(q.id) FROM deliveries q"
         " JOIN deliveries e ON e.id = $1 WHERE q.chain = e.chain"
@@ -405,12 +415,13 @@ async def finish(tx: Tx, delivery_id: str, state: DeliveryState, now: float,
     `any_kudu_hook`: whether any Kudu hook is subscribed at all (none: no need to look for
     the ones this delivery fires)."""
     sends.skip_pending_steps(tx, delivery_id, "not sent: an earlier step did not succeed")
-    _next_in_lane(tx, delivery_id)
     delivery = await tx.fetchrow(
         "UPDATE deliveries SET state = $2, finished_at = $3, summary = $4 WHERE id = $1"
         " RETURNING *, EXISTS (SELECT 1 FROM kudu_hooks) AS any_kudu_hook",
         delivery_id, state, now, summary)
     assert delivery is not None
+    if delivery["lane"] is not None:  # placed: its chain runs one delivery per tag at once
+        _next_in_lane(tx, delivery_id)
     # The chain's next delivery is admitted by the next dispatch, which this wakes.
     tx.wake()
     return delivery

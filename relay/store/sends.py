@@ -197,6 +197,21 @@ async def await_callback(tx: Tx, send_id: int, deadline: float) -> None:
                      " lease = NULL, reason = NULL WHERE id = $1", send_id, deadline)
 
 
+async def await_callback_if_held(tx: Tx, claimed: Claimed, deadline: float) -> bool:
+    """`await_callback` for a step still being sent under `claimed`'s lease whose target has
+    no failures to forget and is not paused: the whole outcome of its successful attempt,
+    in one statement, without its delivery's lock (the send's own row lock keeps its
+    callback out). False, changing nothing, when any of that does not hold or another
+    transaction holds the send."""
+    return await tx.fetchval(
+        "UPDATE sends SET state = 'awaiting_callback', due_at = $3, lease = NULL,"
+        " reason = NULL WHERE id = (SELECT id FROM sends WHERE id = $1 AND lease = $2"
+        " AND state = 'sending' AND NOT EXISTS (SELECT 1 FROM targets WHERE chain = $4"
+        " AND target = $5 AND (failures > 0 OR paused_by IS NOT NULL))"
+        " FOR UPDATE SKIP LOCKED) RETURNING id",
+        claimed.id, claimed.lease, deadline, claimed.chain, claimed.name) is not None
+
+
 def settle(tx: Tx, send_id: int, state: StepState, now: float, reason: str | None,
            verdict: models.Callback | None = None) -> None:
     """End a send, with the callback that ended it (`verdict`), if one did. Deferred (see

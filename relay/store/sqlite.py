@@ -29,7 +29,8 @@ T = TypeVar("T")
 
 _MAX_GROUP = 512
 _PLACEHOLDER = re.compile(r"\$(\d+)")
-_ROW_LOCK = re.compile(r"\s+FOR UPDATE( OF \w+(, \w+)*)?( SKIP LOCKED)?", re.IGNORECASE)
+_ROW_LOCK = re.compile(r"\s+FOR (UPDATE|SHARE)( OF \w+(, \w+)*)?( SKIP LOCKED)?",
+                       re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=512)
