@@ -40,6 +40,10 @@ def translate(sql: str) -> str:
 
 def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # 8 KiB pages in a new file (an existing one keeps its own; set before WAL, which fixes
+    # it): a group commit of 2 KB pushes dirties fewer pages, so it writes fewer WAL frames
+    # (intake: -4 µs of CPU a push against 4 KiB; 16 KiB is no better, 64 KiB worse).
+    conn.execute("PRAGMA page_size = 8192")
     # WAL: readers never block the writer and a commit is one append to the log.
     conn.execute("PRAGMA journal_mode = WAL")
     # FULL: fsync the log at every commit, so a 202 survives a power cut, not only a crash.
