@@ -36,9 +36,9 @@ def _json_bytes(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> 
 class TurnWriter:
     """A structlog logger that writes bytes lines to `file` once per event-loop turn.
 
-    One write(2) per line cost intake ~10 µs a request; the lines that one turn of the loop
-    logs (a group commit answers dozens of pushes in one turn) go out in one write at the
-    start of the next turn. Off the loop's thread, or with no loop running, a line is
+    The lines that one turn of the loop logs (a group commit answers dozens of pushes in one
+    turn) go out in one write at the start of the next turn, instead of one write(2) each
+    (intake: -4 µs of CPU a push). Off the loop's thread, or with no loop running, a line is
     written at once, after any held ones (the order is kept); atexit writes what is left.
     """
 
@@ -72,7 +72,7 @@ class TurnWriter:
 
     def _write_held(self) -> None:
         self._loop = None
-        if self._held:
+        if self._held and not self._file.closed:
             lines, self._held = self._held, []
             lines.append(b"")
             self._file.write(b"\n".join(lines))
