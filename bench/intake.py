@@ -1,6 +1,6 @@
 """Durable intake (POST /hooks/...) beside a bare aiohttp handler, in one run.
 
-    python bench/intake.py [--seconds 10] [--rounds 3] [--no-profile]
+    python bench/intake.py [--seconds 10] [--rounds 3] [--no-profile] [--against TREE]
 
 Each round loads the bare handler (parse the JSON, answer 202) and then relay (parse,
 validate against the schema, commit to SQLite, answer 202) with the same 2 KB Docker Hub
@@ -8,6 +8,10 @@ payload, and prints req/s, p50, p99 and the CPU each request cost the server (me
 the rounds), and the ratio relay/bare. Afterwards it counts the deliveries in relay's
 database: every 202 that the load generator counted must be there, or the run fails.
 Last, one more relay run under cProfile says where a 202's CPU goes, by component.
+
+With `--against TREE` (another checkout, e.g. a `git worktree` of the commit before a
+change), each round also loads that tree's relay, the two relays' order alternating: a
+before/after in one run, which is the only comparison that holds on a shared machine.
 """
 
 from __future__ import annotations
@@ -44,9 +48,10 @@ def measured(process: subprocess.Popen[bytes], url: str, body: bytes, seconds: f
     return Run(load, used * 1e6 / answered, loop * 1e6 / answered)
 
 
-def run_relay(body: bytes, seconds: float, profile: Path | None = None) -> Run:
+def run_relay(body: bytes, seconds: float, profile: Path | None = None,
+              tree: Path | None = None) -> Run:
     with tempfile.TemporaryDirectory() as folder:
-        process, port = start_relay(Path(folder), [UNREACHABLE], profile=profile)
+        process, port = start_relay(Path(folder), [UNREACHABLE], profile=profile, tree=tree)
         try:
             run = measured(process, hook_url(port), body, seconds)
         finally:
@@ -86,25 +91,36 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-profile", dest="profile", action="store_false",
                         help="skip the profiled run")
+    parser.add_argument("--against", type=Path, metavar="TREE",
+                        help="also run the relay of this checkout, in the same rounds")
     args = parser.parse_args()
     body = payload()
     bare: list[Run] = []
     relay: list[Run] = []
+    other: list[Run] = []
     for round_ in range(1, args.rounds + 1):
         print(f"round {round_}/{args.rounds}", file=sys.stderr)
         bare.append(run_bare(body, args.seconds))
+        if args.against is not None and round_ % 2:
+            other.append(run_relay(body, args.seconds, tree=args.against))
         relay.append(run_relay(body, args.seconds))
+        if args.against is not None and not round_ % 2:
+            other.append(run_relay(body, args.seconds, tree=args.against))
     print(f"\nintake, {len(body)} B payload, 50 connections, {args.seconds:g} s x "
           f"{args.rounds} rounds (medians)")
     print(f"{'server':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'CPU µs/req':>12}")
-    for name, runs in (("bare aiohttp (parse, 202)", bare),
-                       ("relay (validate, commit)", relay)):
+    rows = [("bare aiohttp (parse, 202)", "bare", bare),
+            ("relay (validate, commit)", "relay", relay)]
+    if other:
+        rows.append((f"relay of {args.against.name}", f"relay of {args.against.name}", other))
+    for name, _, runs in rows:
         print(f"{name:<28}{median(runs, 'requests_per_second'):>10.0f}"
               f"{median(runs, 'p50_ms'):>10.2f}{median(runs, 'p99_ms'):>10.2f}"
               f"{median(runs, 'cpu_us'):>12.0f}")
-    ratio = median(relay, "requests_per_second") / median(bare, "requests_per_second")
-    print(f"ratio relay/bare: {ratio:.2f} req/s; CPU per request "
-          f"{median(relay, 'cpu_us') / median(bare, 'cpu_us'):.2f}x the bare handler's")
+    for _, short, runs in rows[1:]:
+        ratio = median(runs, "requests_per_second") / median(bare, "requests_per_second")
+        print(f"ratio {short}/bare: {ratio:.2f} req/s; CPU per request "
+              f"{median(runs, 'cpu_us') / median(bare, 'cpu_us'):.2f}x the bare handler's")
     if args.profile:
         with tempfile.TemporaryDirectory() as folder:
             stats = Path(folder)

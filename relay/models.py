@@ -89,15 +89,13 @@ class Push:
         tag = str(push_data.get("tag") or "")
         images = push_data.get("images")
         first_image = images[0] if isinstance(images, list) and images else ""
-        fields = {
-            "repository": str((repository.get("repo_name") if isinstance(repository, dict)
-                               else None) or ""),
-            "tag": tag,
-            "pusher": str(push_data.get("pusher") or ""),
-            "revision": str(tag or push_data.get("digest") or first_image),
-        }
-        for name, value in fields.items():
-            object.__setattr__(self, name, value)
+        # Frozen: set once here, as dataclasses' own __init__ does.
+        setattr_ = object.__setattr__
+        setattr_(self, "repository", str((repository.get("repo_name")
+                                          if isinstance(repository, dict) else None) or ""))
+        setattr_(self, "tag", tag)
+        setattr_(self, "pusher", str(push_data.get("pusher") or ""))
+        setattr_(self, "revision", str(tag or push_data.get("digest") or first_image))
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from relay.http.app import make_app, reload_config, server_options
+    from relay.http.app import make_app, reload_config, server_options, tune_for_serving
 
     settings = config.load(args.config)
     logs.configure(settings.secrets, level=args.log_level)
@@ -75,6 +75,7 @@ def run_serve(args: argparse.Namespace) -> int:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_on_hangup)
 
     app.on_startup.append(listen_for_hangup)
+    tune_for_serving()
     web.run_app(
         app,
         host=settings.server.host,

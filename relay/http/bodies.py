@@ -21,7 +21,8 @@ async def read_body(request: web.Request, limit: int, timeout: float | None = No
     A declared Content-Length over the limit is refused before anything is read; a chunked
     body is read at most up to [server] max_body_bytes (aiohttp's client_max_size) and then
     held to `limit`, which may be smaller."""
-    if request.content_length is not None and request.content_length > limit:
+    length = request.content_length
+    if length is not None and length > limit:
         raise too_large(limit)
     if timeout is None:
         timeout = request.app[CONFIG].current.server.read_timeout

@@ -99,8 +99,8 @@ def _check_schema(chain: config.Chain, sender: registries.Sender,
 
 async def take_push(request: web.Request, chain: config.Chain, payload: dict[str, Any],
                     text: str, request_key: str | None) -> web.Response:
-    settings = request.app[CONFIG].current
-    metrics = request.app[METRICS]
+    app = request.app  # looked up once: intake's hot path
+    live, metrics = app[CONFIG], app[METRICS]
     push = Push(chain.name, payload, text)
     reason = ignored(chain, push.repository, push.tag)
     if reason is not None:
@@ -109,13 +109,13 @@ async def take_push(request: web.Request, chain: config.Chain, payload: dict[str
                         tag=push.tag)
         return answers.respond({"ignored": reason})
     key = f"request:{request_key}" if request_key is not None else None
-    receipt = _receipt(request, chain, push)
-    stored = await request.app[STORE].write(
+    receipt = _receipt(live, chain, push)
+    stored = await app[STORE].write(
         lambda tx: deliveries.receive(tx, push, receipt, time.time(), key),
         alone=receipt.locks(key))
     metrics.pushed(chain.name, "accepted")
     _log_stored(chain, push, stored, sender=registries.Sender.DOCKER_HUB, event="")
-    return _answer(_stored_json(settings, stored), 200 if stored.duplicate else 202)
+    return _answer(_stored_json(live.current, stored), 200 if stored.duplicate else 202)
 
 
 async def take_notification(request: web.Request, chain: config.Chain,
@@ -144,7 +144,7 @@ async def take_notification(request: web.Request, chain: config.Chain,
         return answers.respond({"ignored": why,
                                 "events": [_event_json(settings, i, None) for i in items]})
 
-    receipts = [_receipt(request, chain, push) for _, push in pushes]
+    receipts = [_receipt(request.app[CONFIG], chain, push) for _, push in pushes]
 
     async def store_all(tx: Tx) -> list[deliveries.Stored]:
         now = time.time()
@@ -195,10 +195,9 @@ def _as_push(chain: config.Chain, item: registries.TagPush) -> Push:
     return Push(chain.name, item.payload, answers.dumps(item.payload).decode())
 
 
-def _receipt(request: web.Request, chain: config.Chain, push: Push) -> deliveries.Receipt:
+def _receipt(live: config.Live, chain: config.Chain, push: Push) -> deliveries.Receipt:
     """How `chain` stores `push`. A reload during the request leaves the version unknown:
     admission then plans the delivery's steps again with the configuration it starts under."""
-    live = request.app[CONFIG]
     version = live.version if live.current.chain(chain.name) is chain else None
     return deliveries.Receipt(chain.steps_for(push.tag), chain.coalesce,
                               chain.idempotency_window, version)

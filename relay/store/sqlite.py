@@ -41,6 +41,10 @@ def translate(sql: str) -> str:
 
 def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # 8 KiB pages in a new file (an existing one keeps its own; set before WAL, which fixes
+    # it): a group commit of 2 KB pushes dirties fewer pages, so it writes fewer WAL frames
+    # (intake: -4 µs of CPU a push against 4 KiB; 16 KiB is no better, 64 KiB worse).
+    conn.execute("PRAGMA page_size = 8192")
     # WAL: readers never block the writer and a commit is one append to the log.
     conn.execute("PRAGMA journal_mode = WAL")
     # FULL: fsync the log at every commit, so a 202 survives a power cut, not only a crash.
@@ -139,6 +143,7 @@ class SqliteStore(WakeUps):
         self._conn: sqlite3.Connection | None = None
         self._queued: list[Job] = []
         self._committer: asyncio.Task[None] | None = None
+        self._last_group = 0
         self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-sqlite-sync")
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="relay-sqlite-read")
         self._local = threading.local()
@@ -213,7 +218,15 @@ class SqliteStore(WakeUps):
         loop = asyncio.get_running_loop()
         try:
             while self._queued:
+                if self._last_group > 1:
+                    # Under load, two turns of the loop before a group closes: the answers
+                    # of the group just committed go out, and requests already read reach
+                    # write() and join this group. One fsync and the index pages it writes
+                    # are then shared by more units (intake: 20 -> 27 a group).
+                    await asyncio.sleep(0)
+                    await asyncio.sleep(0)
                 group, self._queued = self._queued, []
+                self._last_group = len(group)
                 await self._commit_group(loop, group)
         finally:
             self._committer = None
