@@ -320,11 +320,13 @@ async def _startable(tx: Tx, name: str, rule: Admission, now: float) -> bool:
                                 f" ({first}) AS hold_until", name)
         assert row is not None
         return row["running"] < rule.limit and bool(row["waiting"]) and _may_start(row, now)
-    lane = " AND (lane IS NULL OR lane = 'ready')" if rule.order == "tag" else ""
+    waiting = ("SELECT 1 FROM deliveries WHERE state = 'pending' AND chain = $1"
+               " AND (hold_until IS NULL OR hold_until <= $2)")
+    if rule.order == "tag":
+        # One look-up each in the index deliveries_lane, however many wait queued.
+        waiting = f"{waiting} AND lane IS NULL) OR EXISTS ({waiting} AND lane = 'ready'"
     row = await tx.fetchrow(
-        f"SELECT ({_RUNNING}) AS running, EXISTS (SELECT 1 FROM deliveries WHERE"
-        f" state = 'pending' AND chain = $1{lane} AND (hold_until IS NULL OR hold_until <= $2))"
-        " AS waiting", name, now)
+        f"SELECT ({_RUNNING}) AS running, (EXISTS ({waiting})) AS waiting", name, now)
     assert row is not None
     return row["running"] < rule.limit and bool(row["waiting"])
 
