@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run demo test lint audit fuzz bench bench-scale bench-retention bench-sigkill bench-history clean
+.PHONY: run demo test lint audit fuzz bench bench-scale bench-retention bench-sigkill bench-history bench-waiting clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ bench-sigkill: $(STAMP)
 # A store filled to 1 000 000 deliveries; each history query's p99 (--deliveries to run smaller).
 bench-history: $(STAMP)
 	$(BIN)/python bench/history.py
+
+# Relay's memory as 100 000 deliveries wait for their callbacks (--deliveries to run smaller).
+bench-waiting: $(STAMP)
+	$(BIN)/python bench/waiting.py
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache

@@ -2,7 +2,8 @@
 
     python bench/waiting.py [--deliveries 100000] [--store sqlite|postgres] [--postgres URL]
 
-One `relay serve` with a one-target chain whose target answers 202 and never calls back
+One `relay serve` with one-target chains (a chain runs at most 1 000 deliveries at once, so
+as many chains as that takes) whose target answers 202 and never calls back
 (callback_timeout 1 h), so every delivery ends up `awaiting_callback`. Pushes go in as fast
 as relay takes them; at each tenth of `--deliveries` it prints how many wait and relay's
 resident memory, then the growth per waiting delivery over the run. A waiting delivery is a
@@ -40,7 +41,12 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def config(port: int, store_url: str, target_port: int) -> str:
+CHAIN_LIMIT = 1000
+"""A chain runs at most this many deliveries at once (concurrency's maximum): the waiting
+ones are spread over as many chains as that takes."""
+
+
+def config(port: int, store_url: str, target_port: int, chains: int) -> str:
     return f"""
 [server]
 port = {port}
@@ -53,14 +59,15 @@ max_connections = 200
 callback_timeout = "1h"
 [upstream]
 allowed_hosts = []
+""" + "".join(f"""
 [[chain]]
-name = "bench"
+name = "bench{n}"
 token = "{TOKEN}"
-concurrency = 1000000
+concurrency = {CHAIN_LIMIT}
   [[chain.target]]
   name = "ci"
   url = "http://127.0.0.1:{target_port}/hook"
-"""
+""" for n in range(chains))
 
 
 async def waiting(store: str, store_url: str, folder: Path) -> int:
@@ -99,12 +106,13 @@ async def main() -> None:
     target_port = free_port()
     await web.TCPSite(runner, "127.0.0.1", target_port).start()
     port = free_port()
-    (folder / "relay.toml").write_text(config(port, store_url, target_port))
+    chains = -(-args.deliveries // CHAIN_LIMIT)
+    (folder / "relay.toml").write_text(config(port, store_url, target_port, chains))
     with open(folder / "relay.log", "wb") as log:
         process = await asyncio.to_thread(
             start_server, [sys.executable, "-m", "relay", "serve", "--config", "relay.toml",
                            "--log-level", "warning"], port, cwd=folder, stdout=log, stderr=log)
-    hook = f"http://127.0.0.1:{port}/hooks/bench/{TOKEN}"
+    hooks = [f"http://127.0.0.1:{port}/hooks/bench{n}/{TOKEN}" for n in range(chains)]
     base = rss_mb(process.pid)
     print(f"{args.store}: relay RSS before the first push {base:.1f} MB")
     print(f"{'waiting':>10}{'RSS MB':>10}{'over base':>11}")
@@ -118,7 +126,7 @@ async def main() -> None:
                 for number in numbers:
                     body = {**PAYLOAD, "push_data": {**PAYLOAD["push_data"],
                                                      "tag": f"w{number}"}}
-                    async with session.post(hook, json=body) as response:
+                    async with session.post(hooks[number % chains], json=body) as response:
                         await response.read()
 
             clients = [asyncio.create_task(client()) for _ in range(32)]
