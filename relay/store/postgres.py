@@ -1,8 +1,12 @@
 """The shared store: PostgreSQL through asyncpg, for several relay processes on one database.
 
 Processes coordinate only through the database: row claims with FOR UPDATE SKIP LOCKED and a
-lease (see deliveries.claim), advisory locks for per-chain admission, and LISTEN/NOTIFY so an
-idle process wakes as soon as another one commits work for it.
+lease (see sends.claim), advisory locks for per-chain admission, and LISTEN/NOTIFY so that a
+process with no room for the work it commits wakes the others (Store.wake_others_when).
+
+What a chain costs here is mostly round trips (each costs the client tens of µs of CPU), so
+units carry their writes into their next statement (Tx.defer, as WITH clauses) and the rows
+they append go in one INSERT from arrays per group.
 """
 
 from __future__ import annotations
@@ -230,9 +234,9 @@ def split_schema(url: str) -> tuple[str, str | None]:
 
 
 class PostgresStore(WakeUps):
-    """Group commit as on SQLite: up to COMMITTERS transactions at once, each taking every
-    unit queued meanwhile (each unit in its own SAVEPOINT). A NOTIFY serialises commits in
-    PostgreSQL, and each commit waits for a WAL flush: both are paid once per group."""
+    """Group commit as on SQLite: up to COMMITTERS transactions at once, each taking the
+    units queued meanwhile (see _commit_group). Each commit waits for a WAL flush (and a
+    NOTIFY serialises commits in PostgreSQL): both are paid once per group."""
 
     dialect = "postgres"
     COMMITTERS = 4
