@@ -123,6 +123,7 @@ def api_schema(served_relay: str) -> Any:
 
 
 _HTTP_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_FRAMING = {"content-length", "transfer-encoding"}
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
           checks.content_type_conformance, checks.response_schema_conformance,
           checks.response_headers_conformance]
@@ -141,10 +142,12 @@ def test_answers_conform_to_the_document(api_schema: Any, method: str, path: str
     @hypothesis.given(case=valid_or_not)
     def conforms(case: Any) -> None:
         if case.headers:
-            # A header whose name is no HTTP token ("content-length;") is refused by aiohttp's
-            # parser with its plain-text 400 before relay sees the request, as the README
-            # says: that would test aiohttp, not this document.
-            case.headers = {k: v for k, v in case.headers.items() if _HTTP_TOKEN.match(k)}
+            # A header whose name is no HTTP token ("content-length;"), or a message framing
+            # header of its own making ("content-length: %"), is refused by aiohttp's parser
+            # with its plain-text 400 before relay sees the request, as the README says:
+            # that would test aiohttp, not this document.
+            case.headers = {k: v for k, v in case.headers.items()
+                            if _HTTP_TOKEN.match(k) and k.lower() not in _FRAMING}
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         # Half of the pushes go to the real hook, so that 202s are checked, not only 404s.
         if path.startswith("/hooks/") and hash(repr(case.body)) % 2 == 0:
