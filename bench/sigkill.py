@@ -37,7 +37,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 from loadgen import free_port, start_server
-from subject import PAYLOAD, TOKEN
+from subject import PAYLOAD, TOKEN, server_and_store
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 DELIVERY_DEADLINE = 600.0
@@ -92,13 +92,7 @@ class Target:
 
 
 def config(port: int, store_url: str, target: Target) -> str:
-    return f"""
-[server]
-port = {port}
-public_url = "http://127.0.0.1:{port}"
-admin_token = "bench-admin-token-0123456789"
-[store]
-url = "{store_url}"
+    return f"""{server_and_store(port, store_url)}
 [delivery]
 timeout = 5
 max_connections = 200

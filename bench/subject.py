@@ -33,6 +33,18 @@ def payload(size: int = 2048) -> bytes:
     return json.dumps(document).encode()
 
 
+def server_and_store(port: int, store_url: str) -> str:
+    """The [server] and [store] sections of every benchmark's relay.toml."""
+    return f"""
+[server]
+port = {port}
+public_url = "http://127.0.0.1:{port}"
+admin_token = "bench-admin-token-0123456789"
+[store]
+url = "{store_url}"
+"""
+
+
 def relay_config(port: int, targets: list[str], concurrency: int, store_url: str) -> str:
     """Chain `bench` walking `targets` (URLs) in order."""
     steps = "".join(f"""
@@ -41,13 +53,7 @@ def relay_config(port: int, targets: list[str], concurrency: int, store_url: str
   url = "{url}"
   backoff_initial = {3600 if url == UNREACHABLE else 1}
 """ for index, url in enumerate(targets))
-    return f"""
-[server]
-port = {port}
-public_url = "http://127.0.0.1:{port}"
-admin_token = "bench-admin-token-0123456789"
-[store]
-url = "{store_url}"
+    return f"""{server_and_store(port, store_url)}
 [delivery]
 max_connections = 200
 [[chain]]

@@ -28,7 +28,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 from loadgen import free_port, start_server
-from subject import PAYLOAD, TOKEN
+from subject import PAYLOAD, TOKEN, server_and_store
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -47,13 +47,7 @@ ones are spread over as many chains as that takes."""
 
 
 def config(port: int, store_url: str, target_port: int, chains: int) -> str:
-    return f"""
-[server]
-port = {port}
-public_url = "http://127.0.0.1:{port}"
-admin_token = "bench-admin-token-0123456789"
-[store]
-url = "{store_url}"
+    return f"""{server_and_store(port, store_url)}
 [delivery]
 max_connections = 200
 callback_timeout = "1h"
