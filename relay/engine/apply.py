@@ -68,7 +68,7 @@ async def record_attempt(tx: Tx, live: config.Live, claimed: Claimed,
         await sends.set_status(tx, claimed.id, answer.status)
         send["status"] = answer.status
     else:
-        policy, _ = _policy(settings, claimed.chain, send)
+        policy, _ = _policy(settings, claimed.chain, send["kind"], send["name"])
         known = pausing.Known(send["target_failures"] or 0, send["target_paused_by"])
         paused = await pausing.counted(tx, policy, claimed.chain, claimed.name, answer, now,
                                        known)
@@ -84,8 +84,7 @@ async def _awaited(tx: Tx, settings: config.Settings, claimed: Claimed,
     answer recorded twice is the same answer)."""
     if claimed.kind is not SendKind.STEP or answer.permanent:
         return None
-    policy, await_callback = _policy(settings, claimed.chain, {"kind": claimed.kind,
-                                                               "name": claimed.name})
+    policy, await_callback = _policy(settings, claimed.chain, claimed.kind, claimed.name)
     decision = chain.decide(chain.StepView(StepState.SENDING, claimed.attempt, await_callback,
                                            policy), chain.Attempted(answer), now)
     if not isinstance(decision, chain.Await):
@@ -154,7 +153,7 @@ async def _apply(tx: Tx, settings: config.Settings, send: Row, chain_name: str,
                  event: chain.Event, now: float, handoff: str | None = None,
                  paused: bool = False, verdict: models.Callback | None = None) -> Applied:
     """`verdict`: the callback that is the event, stored with the step it settles."""
-    policy, await_callback = _policy(settings, chain_name, send)
+    policy, await_callback = _policy(settings, chain_name, send["kind"], send["name"])
     view = chain.StepView(state=StepState(send["state"]), attempts=send["attempts"],
                           await_callback=await_callback, policy=policy,
                           started_at=send["started_at"], paused=paused)
@@ -264,11 +263,12 @@ def _summary(send: Row, state: StepState, reason: str | None) -> str:
     return f"{where} failed: {reason or state}"
 
 
-def _policy(settings: config.Settings, chain_name: str,
-            send: Row) -> tuple[config.SendPolicy, bool]:
-    if send["kind"] == SendKind.STEP:
+def _policy(settings: config.Settings, chain_name: str, kind: str,
+            name: str) -> tuple[config.SendPolicy, bool]:
+    """A send's policy, and whether it waits for a callback (only a chain step may)."""
+    if kind == SendKind.STEP:
         configured = settings.chain(chain_name)
-        target = configured.target(send["name"]) if configured else None
+        target = configured.target(name) if configured else None
         if target is not None:
             return target.policy, target.await_callback
     return settings.delivery.policy, False

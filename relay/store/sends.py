@@ -215,8 +215,8 @@ async def await_callback_if_held(tx: Tx, claimed: Claimed, deadline: float) -> b
 def settle(tx: Tx, send_id: int, state: StepState, now: float, reason: str | None,
            verdict: models.Callback | None = None) -> None:
     """End a send, with the callback that ended it (`verdict`), if one did. Deferred (see
-    Tx.defer): what follows in the unit reads other sends, or only counts that do not change
-    with this one's state (step_counts)."""
+    Tx.defer): what follows in the unit reads and changes other sends (the next step, the
+    ones never sent) and the delivery, never this send."""
     if verdict is None:
         tx.defer("UPDATE sends SET state = $2, due_at = NULL, lease = NULL,"
                  " finished_at = $3, reason = $4 WHERE id = $1", send_id, state, now, reason)
