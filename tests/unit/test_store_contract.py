@@ -156,6 +156,48 @@ async def test_a_refused_statement_fails_only_its_unit(store: Store) -> None:
     assert await store.read(rows) == [None, None, None]
 
 
+async def test_deferred_writes_go_with_the_next_statement_or_at_the_end(store: Store) -> None:
+    settings = _settings()
+    first, second = await _accept(store, settings), await _accept(store, settings)
+
+    async def unit(tx: Tx) -> int:
+        tx.defer("UPDATE deliveries SET summary = 'taken along' WHERE id = $1", first)
+        # The next statement reads another row, and carries the deferred write.
+        count = int(await tx.fetchval("SELECT count(*) FROM deliveries WHERE id = $1", second))
+        tx.defer("UPDATE deliveries SET summary = $2 WHERE id = $1", second, "at the end")
+        return count
+
+    assert await store.write(unit) == 1
+
+    async def summaries(tx: Tx) -> list[Any]:
+        return [r["summary"] for r in await tx.fetch("SELECT summary FROM deliveries"
+                                                      " ORDER BY id")]
+
+    assert await store.read(summaries) == ["taken along", "at the end"]
+
+
+async def test_many_units_that_send_statements_are_all_committed(store: Store) -> None:
+    # More statements than one group takes (PostgresStore.GROUP_STATEMENTS): the units left
+    # out of a group are committed by the next ones, none is lost or run twice.
+    settings = _settings()
+    delivery_id = await _accept(store, settings)
+
+    async def count_once(n: int) -> int:
+        async def unit(tx: Tx) -> int:
+            await tx.fetchval("SELECT count(*) FROM deliveries")
+            await tx.execute("UPDATE deliveries SET merged = merged + 1 WHERE id = $1",
+                             delivery_id)
+            return n
+
+        return await store.write(unit)
+
+    done = await asyncio.wait_for(asyncio.gather(*(count_once(n) for n in range(100))), 60)
+
+    assert done == list(range(100))
+    assert await store.read(lambda tx: tx.fetchval(
+        "SELECT merged FROM deliveries WHERE id = $1", delivery_id)) == 101
+
+
 async def test_a_callback_settles_a_step_that_is_still_being_sent(store: Store) -> None:
     settings = _settings()
     delivery_id = await _accept(store, settings)
